@@ -1,0 +1,169 @@
+"""The zoo as a LightningDataModule: build or load it once, compute features, split by task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from hyperpred.errors import ConfigError
+from hyperpred.features.base import FeatureSet
+from hyperpred.targets.base import arch_tensor
+from hyperpred.zoo.builder import Zoo, ZooBuilder
+
+log = logging.getLogger(__name__)
+
+#: Zoo tensors a batch carries (besides the computed ``features``, ``mask`` and ``mean_params``).
+BATCH_KEYS = ("index", "archs", "params", "init", "support_x", "support_y", "query_x", "query_y", "descriptor", "query_loss", "init_query_loss")
+
+
+class TensorDictDataset(Dataset):
+    """Rows of a dict of equally long tensors; indexing with a list of rows gathers a whole batch."""
+
+    def __init__(self, tensors: dict[str, Tensor]) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return next(iter(self.tensors.values())).shape[0]
+
+    def __getitem__(self, rows: Sequence[int] | Tensor) -> dict[str, Tensor]:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return {k: v[rows] for k, v in self.tensors.items()}
+
+
+def masked_mean_std(x: Tensor, mask: Tensor, min_std: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Per-column mean and std over the rows where ``mask`` is set (0 and 1 for empty columns)."""
+    m = mask.to(x.dtype)
+    count = m.sum(0)
+    mean = (x * m).sum(0) / count.clamp_min(1)
+    var = ((x - mean).square() * m).sum(0) / count.clamp_min(1)
+    std = torch.where(count > 0, var.sqrt().clamp_min(min_std), torch.ones_like(var))
+    return mean, std
+
+
+def group_mean(values: Tensor, mask: Tensor, groups: Tensor, query: Tensor) -> Tensor:
+    """Mean of ``values`` rows per group (rows of ``groups``), looked up for each row of ``query``.
+
+    Rows of ``query`` whose group never occurs get NaN: there is no zoo mean for an unseen arch.
+    """
+    unique, inverse = torch.unique(groups, dim=0, return_inverse=True)
+    m = mask.to(values.dtype)
+    sums = torch.zeros(len(unique), values.shape[1]).index_add_(0, inverse, values * m)
+    counts = torch.zeros(len(unique), values.shape[1]).index_add_(0, inverse, m)
+    means = sums / counts.clamp_min(1)
+    match = (query.unsqueeze(1) == unique.unsqueeze(0)).all(-1)  # [Q, U]
+    found = match.any(1)
+    out = means[match.float().argmax(1)]
+    out[~found] = float("nan")
+    return out
+
+
+class ZooDataModule(pl.LightningDataModule):
+    """Builds/loads the zoo in ``prepare_data`` (rank 0) and splits it by task in ``setup``.
+
+    Splits: ``train``/``val``/``test`` partition the tasks of the training architectures;
+    ``test_unseen_arch`` holds every target whose architecture is listed as unseen.
+    """
+
+    def __init__(
+        self,
+        builder: ZooBuilder,
+        features: FeatureSet,
+        unseen_archs: Sequence[Sequence[int]] = (),
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
+            if not 0 < value < 1:
+                raise ConfigError(f"{key} must be in (0, 1), got {value!r}")
+        if val_fraction + test_fraction >= 1:
+            raise ConfigError(f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction + test_fraction}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+        self.builder = builder
+        self.features = features
+        self.unseen_archs = [tuple(a) for a in unseen_archs]
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.zoo: Zoo | None = None
+        self.build_stats = None
+        self.splits: dict[str, dict[str, Tensor]] = {}
+        self.stats: dict[str, Tensor] = {}
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def prepare_data(self) -> None:
+        if self.zoo is None:  # Lightning calls this again inside fit(); the zoo is already here
+            self.zoo, self.build_stats = self.builder.get()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        zoo = self.zoo if self.zoo is not None else self.builder.load()
+        self.zoo = zoo
+        t = zoo.tensors
+        family, container = self.builder.family, zoo.container
+        features = self.features.compute({k: t[k] for k in ("archs", "support_x", "support_y", "descriptor", "index")})
+        mask = family.flat_mask(t["archs"], container)
+        rows = self._split_rows(t["archs"], t["finite"])
+        train = rows["train"]
+        f_mean, f_std = masked_mean_std(features[train], torch.ones_like(features[train], dtype=torch.bool))
+        p_mean, p_std = masked_mean_std(t["params"][train], mask[train])
+        self.stats = {"feature_mean": f_mean, "feature_std": f_std, "param_mean": p_mean, "param_std": p_std}
+        mean_params = group_mean(t["params"][train], mask[train], t["archs"][train], t["archs"])
+        for name, idx in rows.items():
+            split = {k: t[k][idx] for k in BATCH_KEYS}
+            split.update(features=features[idx], mask=mask[idx], mean_params=mean_params[idx])
+            self.splits[name] = split
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in rows.items())
+        log.info("Zoo splits by task: %s (feature dim %d, %d params per target)", sizes, features.shape[1], mask.shape[1])
+
+    def _split_rows(self, archs: Tensor, finite: Tensor) -> dict[str, Tensor]:
+        unseen = torch.zeros(len(archs), dtype=torch.bool)
+        if self.unseen_archs:
+            unseen = (archs.unsqueeze(1) == arch_tensor(self.unseen_archs).unsqueeze(0)).all(-1).any(1)
+        seen = torch.nonzero(finite & ~unseen).squeeze(1)
+        seen = seen[torch.randperm(len(seen), generator=torch.Generator().manual_seed(self.split_seed))]
+        n_test = max(1, round(self.test_fraction * len(seen)))
+        n_val = max(1, round(self.val_fraction * len(seen)))
+        if len(seen) - n_test - n_val < 1:
+            raise ConfigError(f"zoo.num_targets is too small: {len(seen)} usable targets leave none for training")
+        rows = {"train": seen[n_test + n_val :].sort().values, "val": seen[n_test : n_test + n_val].sort().values, "test": seen[:n_test].sort().values}
+        if self.unseen_archs:
+            rows["test_unseen_arch"] = torch.nonzero(finite & unseen).squeeze(1)
+        return rows
+
+    # ------------------------------------------------------------------ data loaders
+    @property
+    def in_dim(self) -> int:
+        return self.features.dim
+
+    @property
+    def out_dim(self) -> int:
+        return self.builder.family.num_params(self.zoo.container)
+
+    @property
+    def test_split_names(self) -> list[str]:
+        return [name for name in ("test", "test_unseen_arch") if name in self.splits and len(self.splits[name]["archs"])]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = TensorDictDataset(self.splits[split])
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return DataLoader(dataset, sampler=BatchSampler(sampler, self.batch_size, drop_last=False), batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(name, shuffle=False) for name in self.test_split_names]

@@ -1,0 +1,44 @@
+"""Per-target evaluation numbers and their summary against the baselines of the same run."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+#: Query losses per target that every evaluation reports side by side.
+LOSS_KEYS = ("pred_query_loss", "trained_query_loss", "init_query_loss", "zoo_mean_query_loss")
+EPS = 1e-12
+
+
+def _median_ratio(num: Tensor, den: Tensor) -> float:
+    ok = torch.isfinite(num) & torch.isfinite(den)
+    if not ok.any():
+        return float("nan")
+    return (num[ok] / den[ok].clamp_min(EPS)).median().item()
+
+
+def _nanmean(x: Tensor) -> float:
+    ok = torch.isfinite(x)
+    return x[ok].mean().item() if ok.any() else float("nan")
+
+
+def summarize(per_target: dict[str, Tensor]) -> dict[str, float]:
+    """Means of each per-target loss, and medians over tasks of the loss ratios.
+
+    ``ratio_vs_trained`` = median(pred / trained): 1 means as good as training each target;
+    ``ratio_vs_init`` and ``ratio_vs_zoo_mean`` compare with not predicting at all.
+    """
+    out = {k: _nanmean(per_target[k]) for k in (*LOSS_KEYS, "weight_mse", "zoo_mean_weight_mse") if k in per_target}
+    pred = per_target["pred_query_loss"]
+    out["ratio_vs_trained"] = _median_ratio(pred, per_target["trained_query_loss"])
+    out["ratio_vs_init"] = _median_ratio(pred, per_target["init_query_loss"])
+    out["ratio_vs_zoo_mean"] = _median_ratio(pred, per_target["zoo_mean_query_loss"])
+    out["num_tasks"] = float(len(pred))
+    return out
+
+
+def json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
+    """NaN/Inf become null: strict JSON has no NaN."""
+    return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in metrics.items()}

@@ -1,0 +1,5 @@
+"""Weight predictors: plain ``nn.Module``s from a conditioning vector to flat target parameters."""
+
+from hyperpred.predictors.mlp import MLPPredictor
+
+__all__ = ["MLPPredictor"]

@@ -1,0 +1,8 @@
+"""Target families: what a weight predictor predicts the weights of."""
+
+from hyperpred.targets.base import Arch, Params, TargetFamily, arch_tensor
+from hyperpred.targets.conv import ConvFamily
+from hyperpred.targets.linear import LinearFamily
+from hyperpred.targets.mlp import MLPFamily
+
+__all__ = ["Arch", "Params", "TargetFamily", "arch_tensor", "MLPFamily", "ConvFamily", "LinearFamily"]

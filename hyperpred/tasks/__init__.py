@@ -1,0 +1,8 @@
+"""Task families: what targets are trained on, with descriptors and support/query data."""
+
+from hyperpred.tasks.base import Task, TaskBatch, masked_mse
+from hyperpred.tasks.sine import SineTask
+from hyperpred.tasks.sinsum import SinSumTask
+from hyperpred.tasks.teacher import TeacherTask
+
+__all__ = ["Task", "TaskBatch", "masked_mse", "SineTask", "SinSumTask", "TeacherTask"]

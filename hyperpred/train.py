@@ -1,0 +1,75 @@
+"""``train(cfg)``: one complete weight-prediction experiment, from zoo to metrics.json."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hyperpred.errors import ConfigError
+from hyperpred.factory import build_parts
+from hyperpred.lit.datamodule import ZooDataModule
+from hyperpred.lit.module import WeightPredictionModule
+from hyperpred.utils.run import finish_wandb, instantiate_list, print_metrics_table, write_metrics, write_run_info
+
+log = logging.getLogger(__name__)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Build or load the zoo, train the predictor, evaluate it against baselines on held-out tasks."""
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
+    parts = build_parts(cfg)  # validates everything cheap; nothing trained yet
+    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, **cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    module = WeightPredictionModule(
+        family=_plain(cfg.target.family), task=_plain(cfg.task), predictor=_plain(cfg.predictor), loss=_plain(cfg.loss),
+        optimizer=_plain(cfg.optimizer), scheduler=_plain(cfg.get("scheduler")), container=list(datamodule.zoo.container),
+        in_dim=datamodule.in_dim, out_dim=datamodule.out_dim, features=_plain(cfg.features),
+        probe={"arch": _plain(cfg.target.get("probe_arch")), "seed": int(cfg.target.get("probe_seed", 0))},
+    )
+    module.set_normalization(datamodule.stats)
+    module.test_split_names = datamodule.test_split_names
+
+    loggers = instantiate_list(cfg.get("logger"))
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    zoo_info = {
+        "key": datamodule.zoo.key, "folder": str(datamodule.zoo.folder), "num_targets": len(datamodule.zoo),
+        "loaded_from_cache": datamodule.build_stats.loaded_from_cache, "targets_trained": datamodule.build_stats.targets_trained,
+        "seconds": round(datamodule.build_stats.seconds, 3), "num_diverged": datamodule.zoo.manifest.get("num_diverged", 0),
+    }
+    write_run_info(output_dir, cfg, {"zoo": zoo_info, "feature_dims": parts.features.dims, "seed": cfg.seed})
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+        metrics.update(module.test_metrics)
+        metrics["zoo/seconds"] = zoo_info["seconds"]
+        metrics["zoo/targets_trained"] = float(zoo_info["targets_trained"])
+        if trainer.is_global_zero:
+            path = write_metrics(output_dir, metrics)
+            print_metrics_table(metrics, datamodule.test_split_names)
+            log.info("Metrics written to %s", path)
+    finally:
+        finish_wandb()
+    return metrics

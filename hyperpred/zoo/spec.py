@@ -1,0 +1,92 @@
+"""What defines a zoo, and the content address (key) derived from it.
+
+Only the data-relevant choices enter the key: the target family and its architectures, the task
+distribution, the init scheme, the training recipe, the seed and the size. Changing the
+predictor, the logger or the trainer never invalidates a zoo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hyperpred.errors import ConfigError
+
+#: Bump when the on-disk layout or the meaning of a stored tensor changes.
+FORMAT_VERSION = 1
+INIT_MODES = ("shared", "random")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How each target is trained: Adam on the support set of its task."""
+
+    steps: int = 100
+    lr: float = 0.01
+    batch_size: int | None = None  # None = full batch over the support set
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"zoo.steps must be an integer >= 0, got {self.steps!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"zoo.lr must be > 0, got {self.lr!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0):
+            raise ConfigError(f"zoo.batch_size must be a positive integer or null, got {self.batch_size!r}")
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """Everything that determines a zoo's bytes."""
+
+    family: dict[str, Any]
+    task: dict[str, Any]
+    archs: tuple[tuple[int, ...], ...]
+    container: tuple[int, ...]
+    num_targets: int
+    shard_size: int
+    seed: int
+    init: str
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+
+    def __post_init__(self) -> None:
+        for key in ("num_targets", "shard_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"zoo.{key} must be a positive integer, got {value!r}")
+        if self.init not in INIT_MODES:
+            raise ConfigError(f"zoo.init must be one of {list(INIT_MODES)}, got {self.init!r}")
+        if not self.archs:
+            raise ConfigError("target.archs is empty: a zoo needs at least one architecture")
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_targets // self.shard_size)
+
+    def shard_bounds(self, index: int) -> tuple[int, int]:
+        start = index * self.shard_size
+        return start, min(start + self.shard_size, self.num_targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["archs"] = [list(a) for a in self.archs]
+        d["container"] = list(self.container)
+        d["format_version"] = FORMAT_VERSION
+        return d
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical JSON of :meth:`to_dict` (sorted keys, no whitespace)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.family['name']}-{self.task['name']}-{self.key[:16]}"
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 63-bit seed from any printable parts, identical across processes and platforms."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
