@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import FeatureSet
+from hyperpred.lit.sampler import GlobalBatchSampler
 from hyperpred.targets.base import arch_tensor
 from hyperpred.zoo.builder import Zoo, ZooBuilder
 
@@ -78,6 +79,7 @@ class ZooDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
@@ -94,6 +96,8 @@ class ZooDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        # Batch order depends on (shuffle_seed, epoch) only, so a resumed run replays it exactly.
+        self.shuffle_seed = int(torch.initial_seed() if shuffle_seed is None else shuffle_seed) % 2**31
         self.zoo: Zoo | None = None
         self.build_stats = None
         self.splits: dict[str, dict[str, Tensor]] = {}
@@ -113,7 +117,7 @@ class ZooDataModule(pl.LightningDataModule):
         family, container = self.builder.family, zoo.container
         features = self.features.compute({k: t[k] for k in ("archs", "support_x", "support_y", "descriptor", "index")})
         mask = family.flat_mask(t["archs"], container)
-        rows = self._split_rows(t["archs"], t["finite"])
+        rows = self._split_rows(t["archs"], t["finite"], self.builder.task.split_groups(t["descriptor"]))
         train = rows["train"]
         f_mean, f_std = masked_mean_std(features[train], torch.ones_like(features[train], dtype=torch.bool))
         p_mean, p_std = masked_mean_std(t["params"][train], mask[train])
@@ -126,14 +130,27 @@ class ZooDataModule(pl.LightningDataModule):
         sizes = ", ".join(f"{k}={len(v)}" for k, v in rows.items())
         log.info("Zoo splits by task: %s (feature dim %d, %d params per target)", sizes, features.shape[1], mask.shape[1])
 
-    def _split_rows(self, archs: Tensor, finite: Tensor) -> dict[str, Tensor]:
+    def _split_rows(self, archs: Tensor, finite: Tensor, groups: Tensor | None = None) -> dict[str, Tensor]:
+        """Random split by task; with ``groups`` (see ``Task.split_groups``) whole groups stay together."""
         unseen = torch.zeros(len(archs), dtype=torch.bool)
         if self.unseen_archs:
             unseen = (archs.unsqueeze(1) == arch_tensor(self.unseen_archs).unsqueeze(0)).all(-1).any(1)
         seen = torch.nonzero(finite & ~unseen).squeeze(1)
-        seen = seen[torch.randperm(len(seen), generator=torch.Generator().manual_seed(self.split_seed))]
+        g = torch.Generator().manual_seed(self.split_seed)
+        seen = seen[torch.randperm(len(seen), generator=g)]
         n_test = max(1, round(self.test_fraction * len(seen)))
         n_val = max(1, round(self.val_fraction * len(seen)))
+        if groups is not None:
+            # order rows by a random rank of their group, then move each cut to a group boundary
+            uniq, inverse = torch.unique(groups[seen], return_inverse=True)
+            rank = torch.randperm(len(uniq), generator=g)[inverse]
+            seen = seen[torch.argsort(rank, stable=True)]
+            ends = torch.cumsum(torch.bincount(rank, minlength=len(uniq)), 0)
+            n_test = int(ends[torch.searchsorted(ends, n_test)])
+            n_val = int(ends[min(int(torch.searchsorted(ends, n_test + n_val)), len(ends) - 1)]) - n_test
+            if n_val < 1 or len(seen) - n_test - n_val < 1:
+                raise ConfigError(f"only {len(uniq)} task groups: too few to split into train/val/test by group; lower data.val_fraction/data.test_fraction")
+            log.info("Split by task group: %d groups, test=%d rows, val=%d rows", len(uniq), n_test, n_val)
         if len(seen) - n_test - n_val < 1:
             raise ConfigError(f"zoo.num_targets is too small: {len(seen)} usable targets leave none for training")
         rows = {"train": seen[n_test + n_val :].sort().values, "val": seen[n_test : n_test + n_val].sort().values, "test": seen[:n_test].sort().values}
@@ -156,8 +173,9 @@ class ZooDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = TensorDictDataset(self.splits[split])
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, sampler=BatchSampler(sampler, self.batch_size, drop_last=False), batch_size=None)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        sampler = GlobalBatchSampler(len(dataset), self.batch_size, shuffle, self.shuffle_seed, rank, world)
+        return DataLoader(dataset, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

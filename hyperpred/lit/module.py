@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
+from hyperpred.lit.sampler import first_occurrences
 from hyperpred.losses import PredictionLoss, masked_weight_mse
 from hyperpred.metrics import summarize
 from hyperpred.targets.base import Params, TargetFamily
@@ -38,7 +39,9 @@ class WeightPredictionModule(pl.LightningModule):
         features: dict[str, Any] | None = None,
         probe: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
+        """``run_config`` (the run's resolved config, plain) is only stored: evaluation rebuilds the zoo from it."""
         super().__init__()
         self.save_hyperparameters()
         self.family: TargetFamily = instantiate(family)
@@ -70,6 +73,11 @@ class WeightPredictionModule(pl.LightningModule):
     def query_loss(self, flat: Tensor, batch: dict[str, Tensor]) -> Tensor:
         return per_target_loss(self.family, self.task, self.unflatten(flat), batch["archs"], self.container, batch["query_x"], batch["query_y"])
 
+    def query_accuracy(self, flat: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        """Per-target query accuracy ``[B]`` (classification tasks only)."""
+        logits = self.family.forward(self.unflatten(flat), batch["query_x"], batch["archs"])
+        return self.task.accuracy(logits, batch["query_y"], self.family.output_mask(batch["archs"], self.container))
+
     # ------------------------------------------------------------------ training
     def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         pred = self(batch["features"])
@@ -77,7 +85,7 @@ class WeightPredictionModule(pl.LightningModule):
         func = self.query_loss(pred, batch).mean()
         loss = self.objective.combine(weight_mse, func)
         n = batch["archs"].shape[0]
-        self.log_dict({f"{split}/loss": loss, f"{split}/weight_mse": weight_mse, f"{split}/query_loss": func}, batch_size=n, prog_bar=split == "val", on_epoch=True, on_step=False)
+        self.log_dict({f"{split}/loss": loss, f"{split}/weight_mse": weight_mse, f"{split}/query_loss": func}, batch_size=n, prog_bar=split == "val", on_epoch=True, on_step=False, sync_dist=True)
         return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -99,8 +107,20 @@ class WeightPredictionModule(pl.LightningModule):
             "zoo_mean_query_loss": torch.where(has_mean, self.query_loss(mean, batch), nan),
             "weight_mse": masked_weight_mse(pred, batch["params"], batch["mask"]),
             "zoo_mean_weight_mse": torch.where(has_mean, masked_weight_mse(mean, batch["params"], batch["mask"]), nan),
+            **(self._accuracies(pred, mean, has_mean, batch) if self.task.classification else {}),
+            "index": batch["index"],
         }
         self._test_outputs.setdefault(dataloader_idx, []).append({k: v.detach() for k, v in out.items()})
+
+    def _accuracies(self, pred: Tensor, mean: Tensor, has_mean: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Query accuracy of the predicted, trained, initial and zoo-mean weights, per target."""
+        nan = torch.full_like(batch["query_loss"], float("nan"))
+        return {
+            "pred_accuracy": self.query_accuracy(pred, batch),
+            "trained_accuracy": self.query_accuracy(batch["params"], batch),
+            "init_accuracy": self.query_accuracy(batch["init"], batch),
+            "zoo_mean_accuracy": torch.where(has_mean, self.query_accuracy(mean, batch), nan),
+        }
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = {}
@@ -110,6 +130,8 @@ class WeightPredictionModule(pl.LightningModule):
         for idx, outputs in sorted(self._test_outputs.items()):
             per_target = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
             per_target = {k: self.all_gather(v).flatten() if self.trainer.world_size > 1 else v for k, v in per_target.items()}
+            keep = first_occurrences(per_target.pop("index"))  # DDP ranks pad with repeated targets: count each once
+            per_target = {k: v[keep] for k, v in per_target.items()}
             split = self.test_split_names[idx]
             summary = {f"{split}/{k}": v for k, v in summarize(per_target).items()}
             self.test_metrics.update(summary)
