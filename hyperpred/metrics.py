@@ -9,6 +9,8 @@ from torch import Tensor
 
 #: Query losses per target that every evaluation reports side by side.
 LOSS_KEYS = ("pred_query_loss", "trained_query_loss", "init_query_loss", "zoo_mean_query_loss")
+#: Query accuracies per target, reported for classification tasks.
+ACCURACY_KEYS = ("pred_accuracy", "trained_accuracy", "init_accuracy", "zoo_mean_accuracy")
 EPS = 1e-12
 
 
@@ -28,13 +30,18 @@ def summarize(per_target: dict[str, Tensor]) -> dict[str, float]:
     """Means of each per-target loss, and medians over tasks of the loss ratios.
 
     ``ratio_vs_trained`` = median(pred / trained): 1 means as good as training each target;
-    ``ratio_vs_init`` and ``ratio_vs_zoo_mean`` compare with not predicting at all.
+    ``ratio_vs_init`` and ``ratio_vs_zoo_mean`` compare with not predicting at all. Classification
+    adds the mean query accuracies and ``accuracy_ratio`` = mean predicted / mean trained accuracy.
     """
     out = {k: _nanmean(per_target[k]) for k in (*LOSS_KEYS, "weight_mse", "zoo_mean_weight_mse") if k in per_target}
     pred = per_target["pred_query_loss"]
     out["ratio_vs_trained"] = _median_ratio(pred, per_target["trained_query_loss"])
     out["ratio_vs_init"] = _median_ratio(pred, per_target["init_query_loss"])
     out["ratio_vs_zoo_mean"] = _median_ratio(pred, per_target["zoo_mean_query_loss"])
+    if "pred_accuracy" in per_target:
+        out.update({k: _nanmean(per_target[k]) for k in ACCURACY_KEYS if k in per_target})
+        # the goal "predicted classifiers reach x% of the trained ones' accuracy", over the split
+        out["accuracy_ratio"] = out["pred_accuracy"] / max(out["trained_accuracy"], EPS)
     out["num_tasks"] = float(len(pred))
     return out
 

@@ -2,7 +2,8 @@
 
 from hyperpred.targets.base import Arch, Params, TargetFamily, arch_tensor
 from hyperpred.targets.conv import ConvFamily
+from hyperpred.targets.conv_classifier import ConvClassifierFamily
 from hyperpred.targets.linear import LinearFamily
 from hyperpred.targets.mlp import MLPFamily
 
-__all__ = ["Arch", "Params", "TargetFamily", "arch_tensor", "MLPFamily", "ConvFamily", "LinearFamily"]
+__all__ = ["Arch", "Params", "TargetFamily", "arch_tensor", "MLPFamily", "ConvFamily", "ConvClassifierFamily", "LinearFamily"]

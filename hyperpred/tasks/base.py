@@ -36,10 +36,31 @@ def masked_mse(pred: Tensor, y: Tensor, out_mask: Tensor | None = None) -> Tenso
     return (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
 
 
+def _masked_log_probs(logits: Tensor, out_mask: Tensor | None) -> Tensor:
+    """Log-softmax over the classes a target really has; padded classes get probability 0."""
+    if out_mask is not None:
+        logits = logits.masked_fill(~out_mask.unsqueeze(1).bool(), torch.finfo(logits.dtype).min / 4)
+    return torch.log_softmax(logits, dim=-1)
+
+
+def masked_cross_entropy(logits: Tensor, y: Tensor, out_mask: Tensor | None = None) -> Tensor:
+    """Per-target mean cross-entropy ``[B]``: ``logits``/``y`` are ``[B, n, K]``, ``y`` one-hot (or soft)."""
+    logp = _masked_log_probs(logits, out_mask)
+    return -(y * logp).sum(-1).mean(1)
+
+
+def masked_accuracy(logits: Tensor, y: Tensor, out_mask: Tensor | None = None) -> Tensor:
+    """Per-target fraction ``[B]`` of samples whose arg-max class (among real classes) is the label's."""
+    pred = _masked_log_probs(logits, out_mask).argmax(-1)
+    return (pred == y.argmax(-1)).to(logits.dtype).mean(1)
+
+
 class Task(ABC):
     """A distribution over tasks. Subclasses sample descriptors and data in batches."""
 
     name: str = ""
+    #: Classification tasks carry one-hot labels ``[B, n, K]`` and use cross-entropy and accuracy.
+    classification: bool = False
 
     def __init__(self, n_support: int = 100, n_query: int = 100) -> None:
         for key, value in (("n_support", n_support), ("n_query", n_query)):
@@ -59,8 +80,21 @@ class Task(ABC):
         """Sample one task per row of ``archs`` (``[B, A]``), padded to ``container``."""
 
     def loss(self, pred: Tensor, y: Tensor, out_mask: Tensor | None = None) -> Tensor:
-        """Per-target task loss ``[B]``; regression tasks use MSE over real outputs."""
+        """Per-target task loss ``[B]``: MSE over real outputs, or cross-entropy over real classes."""
+        if self.classification:
+            return masked_cross_entropy(pred, y, out_mask)
         return masked_mse(pred, y, out_mask)
+
+    def accuracy(self, pred: Tensor, y: Tensor, out_mask: Tensor | None = None) -> Tensor:
+        """Per-target accuracy ``[B]``; only classification tasks have one."""
+        if not self.classification:
+            raise ValueError(f"task '{self.name}' is a regression task: it has no accuracy")
+        return masked_accuracy(pred, y, out_mask)
+
+    def split_groups(self, descriptor: Tensor) -> Tensor | None:
+        """Group id ``[N]`` per task, or None. Tasks of one group land in the same data split, so
+        that held-out tasks are new groups (e.g. unseen digit pairs), not new samples of old ones."""
+        return None
 
     def describe(self) -> dict:
         return {"name": self.name, "n_support": self.n_support, "n_query": self.n_query}
