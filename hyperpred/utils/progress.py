@@ -1,34 +1,41 @@
-"""A rich progress bar for long loops (targets/s, ETA) that is silent when disabled."""
+"""A rich progress bar for zoo builds (targets done, targets/s, ETA) that is silent when disabled."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+
+class RateColumn(ProgressColumn):
+    """Targets per second over rich's recent-speed window."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("- targets/s" if not speed else f"{speed:,.0f} targets/s", style="progress.data.speed")
+
 
 @contextmanager
 def zoo_progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; shows ``label``, targets done, targets/s and ETA when enabled."""
+    """Yield ``advance(n)`` that moves a bar of ``total`` targets; a no-op when not ``enabled``.
+
+    Rich draws live only on a terminal; in batch logs (SLURM, CI) it prints the final state once,
+    and the builder's per-shard log lines carry the progress.
+    """
     if not enabled:
         yield lambda n: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     columns = (
         TextColumn("[bold]zoo[/] {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} targets/s"),
+        RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as progress:
-        task_id = progress.add_task(label, total=total, rate="-")
-
-        def advance(n: int) -> None:
-            progress.advance(task_id, n)
-            speed = progress.tasks[0].speed
-            progress.update(task_id, rate=f"{speed:.0f}" if speed else "-")
-
-        yield advance
+        task_id = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task_id, n)

@@ -15,7 +15,7 @@ from typing import Any
 from hyperpred.errors import ConfigError
 
 #: Bump when the on-disk layout or the meaning of a stored tensor changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 INIT_MODES = ("shared", "random")
 
 

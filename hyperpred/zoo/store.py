@@ -54,6 +54,18 @@ def record_name(index: int) -> str:
     return f"shard-{index:05d}.json"
 
 
+def remove_stale_temps(folder: Path, name: str) -> int:
+    """Delete temporary files that a killed writer of ``name`` left behind; returns how many.
+
+    Call it only while holding the lock that guards ``name``: then no live writer owns them.
+    """
+    count = 0
+    for tmp in folder.glob(f".{name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
 def write_shard(folder: Path, index: int, tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> dict[str, Any]:
     """Write a shard, then its record (checksum, counts). The record's presence marks completion."""
     data = st_save({k: v.contiguous() for k, v in tensors.items()})
@@ -87,16 +99,25 @@ def read_shard(folder: Path, record: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise ZooFileError(f"{path}: not a valid safetensors file ({e})") from None
 
 
-def shard_is_valid(folder: Path, index: int) -> dict[str, Any] | None:
-    """The shard's record when the shard is complete and intact, else None."""
+def shard_is_valid(folder: Path, index: int, expect: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The shard's record when the shard is complete and intact, else None.
+
+    ``expect`` holds fields the record must carry (the zoo's key, the shard's bounds), so that a
+    record can never vouch for a shard of another zoo or another layout.
+    """
     rec_path = folder / record_name(index)
     if not rec_path.exists():
         return None
     try:
         record = read_json(rec_path)
-        data = (folder / record["file"]).read_bytes()
-    except (ZooFileError, FileNotFoundError, KeyError):
+        if record.get("file") != shard_name(index) or any(record.get(k) != v for k, v in (expect or {}).items()):
+            return None
+        path = folder / record["file"]
+        if path.stat().st_size != record.get("bytes"):
+            return None
+        data = path.read_bytes()
+    except (ZooFileError, OSError, KeyError, AttributeError):
         return None
-    if len(data) != record.get("bytes") or sha256_bytes(data) != record.get("sha256"):
+    if sha256_bytes(data) != record.get("sha256"):
         return None
     return record

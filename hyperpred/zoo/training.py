@@ -1,13 +1,16 @@
-"""Train a whole chunk of targets at once: stacked parameters, one batched Adam.
+"""Train a whole shard of targets at once: chunks of stacked parameters, one batched Adam each.
 
-Adam is elementwise, so one ``torch.optim.Adam`` over the stacked ``[B, ...]`` parameters with
-the *sum* of the per-target losses performs exactly the B independent Adam runs that the seed
-wrote as a Python loop of B modules and B optimizers, in a handful of batched kernels per step.
+A shard is cut into chunks whose working memory fits a fixed budget; every chunk trains all its
+targets together (a kernel computes all their gradients in a few batched ops, :class:`BatchedAdam`
+updates them in place). There is no Python loop over targets or samples, only over chunks and
+steps. Results are a pure function of the inputs: the chunk size comes from a constant budget,
+not from the machine, and mini-batches are drawn per step for the whole shard, so they do not
+depend on where chunk boundaries fall.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +18,13 @@ from torch import Tensor
 
 from hyperpred.targets.base import Params, TargetFamily
 from hyperpred.tasks.base import Task
-from hyperpred.zoo.spec import TrainRecipe
+from hyperpred.zoo.adam import BatchedAdam
+from hyperpred.zoo.kernels import Kernel, select_kernel
+from hyperpred.zoo.spec import TrainRecipe, stable_seed
+
+#: Working memory for one chunk. A constant on purpose: chunk boundaries must not depend on the
+#: machine (free memory, cache size), or two builds of one zoo could differ in their last bits.
+CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -23,11 +32,23 @@ class TrainResult:
     params: Params  # trained, padded, [B, *shape]
     train_loss: Tensor  # [B] final support loss
     steps: int
+    strategy: str = ""  # name of the kernel that computed the gradients
 
 
 def per_target_loss(family: TargetFamily, task: Task, params: Params, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor) -> Tensor:
     """Task loss of each target on its own data: ``[B]``."""
     return task.loss(family.forward(params, x, archs), y, family.output_mask(archs, container))
+
+
+def chunk_size(kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int) -> int:
+    """How many targets train together: as many as fit :data:`CHUNK_BYTES`, at least one."""
+    return max(1, min(total, CHUNK_BYTES // max(1, kernel.bytes_per_target(family, container, n))))
+
+
+def minibatch_rows(base_seed: int, step: int, targets: int, n: int, batch_size: int) -> Tensor:
+    """The mini-batch of ``step`` for every target of a shard ``[targets, batch_size]`` (with replacement)."""
+    g = torch.Generator().manual_seed(stable_seed(base_seed, "batch", step))
+    return torch.randint(n, (targets, batch_size), generator=g)
 
 
 def train_targets(
@@ -40,24 +61,39 @@ def train_targets(
     y: Tensor,
     recipe: TrainRecipe,
     generator: torch.Generator | None = None,
+    *,
+    strategy: str = "auto",
+    device: torch.device | str | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Run ``recipe.steps`` Adam steps on every target's own ``(x, y)`` simultaneously."""
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-    optimizer = torch.optim.Adam(list(params.values()), lr=recipe.lr)
-    out_mask = family.output_mask(archs, container)
-    n = x.shape[1]
-    rows = torch.arange(x.shape[0]).unsqueeze(1)
-    for _ in range(recipe.steps):
-        if recipe.batch_size is not None and recipe.batch_size < n:
-            idx = torch.randint(n, (x.shape[0], recipe.batch_size), generator=generator)
-            xb, yb = x[rows, idx], y[rows, idx]
-        else:
-            xb, yb = x, y
-        optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(family.forward(params, xb, archs), yb, out_mask)
-        loss.sum().backward()
-        optimizer.step()
+    """Run ``recipe.steps`` Adam steps on every target's own ``(x, y)``, all targets at once.
+
+    ``strategy`` names a kernel (see :mod:`hyperpred.zoo.kernels`) or ``"auto"``; ``device`` is
+    where chunks train (results come back to the CPU); ``on_progress(k)`` is told after each
+    chunk that ``k`` more targets are done.
+    """
+    dev = torch.device(device) if device is not None else x.device
+    kernel_cls = select_kernel(family, task, recipe, dev, strategy)
     with torch.no_grad():
-        final = {k: v.detach() for k, v in params.items()}
-        train_loss = per_target_loss(family, task, final, archs, container, x, y)
-    return TrainResult(final, train_loss, recipe.steps)
+        flat = family.flatten(init) * family.flat_mask(archs, container).to(x.dtype)  # padding exactly 0
+        total, n = flat.shape[0], x.shape[1]
+        batch = recipe.batch_size if recipe.batch_size is not None and recipe.batch_size < n else None
+        base_seed = int(torch.randint(2**62, (1,), generator=generator)) if batch is not None else 0
+        size = chunk_size(kernel_cls, family, container, batch or n, total)
+        trained = torch.empty_like(flat)
+        train_loss = torch.empty(total, dtype=x.dtype)
+        for start in range(0, total, size):
+            stop = min(total, start + size)
+            params = flat[start:stop].to(dev, copy=True)
+            kernel = kernel_cls(family, task, archs[start:stop].to(dev), container, x[start:stop].to(dev), y[start:stop].to(dev))
+            adam, grad = BatchedAdam(params, recipe.lr), torch.empty_like(params)
+            for step in range(recipe.steps):
+                rows = None if batch is None else minibatch_rows(base_seed, step, total, n, batch)[start:stop].to(dev)
+                kernel.grad(params, grad, rows)
+                adam.step(grad)
+            train_loss[start:stop] = kernel.loss(params).cpu()
+            trained[start:stop] = params.cpu()
+            del kernel, adam, grad, params
+            if on_progress is not None:
+                on_progress(stop - start)
+    return TrainResult(family.unflatten(trained, container), train_loss, recipe.steps, kernel_cls.name)

@@ -1,0 +1,59 @@
+"""Training kernels and the rule that picks one per family, task, recipe and device.
+
+The choice is a fixed rule, never a timing taken at run time: a zoo's bytes must not depend on
+how busy the machine was. The order below comes from ``scripts/bench_zoo.py`` (see
+docs/benchmarks.md): closed forms first, autograd as the fallback that fits every family.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hyperpred.errors import ConfigError
+from hyperpred.targets.base import TargetFamily
+from hyperpred.tasks.base import Task
+from hyperpred.zoo.kernels.affine import AffineDirectKernel, AffineGramKernel
+from hyperpred.zoo.kernels.autograd import AutogradKernel
+from hyperpred.zoo.kernels.base import Kernel, is_plain_mse, output_grad_
+from hyperpred.zoo.kernels.mlp import MLPGateKernel
+from hyperpred.zoo.spec import TrainRecipe
+
+#: Every kernel by name; families added later register theirs with :func:`register_kernel`.
+KERNELS: dict[str, type[Kernel]] = {}
+#: Preference order per device type ("*" = any device without its own list).
+PREFERENCE: dict[str, list[str]] = {"*": []}
+
+
+def register_kernel(cls: type[Kernel], before: str | None = "autograd") -> type[Kernel]:
+    """Make ``cls`` selectable, tried before the kernel named ``before`` on every device."""
+    KERNELS[cls.name] = cls
+    for order in PREFERENCE.values():
+        if cls.name not in order:
+            order.insert(order.index(before) if before in order else len(order), cls.name)
+    return cls
+
+
+for _cls in (AffineGramKernel, MLPGateKernel, AffineDirectKernel, AutogradKernel):
+    register_kernel(_cls, before=None)
+
+
+def select_kernel(family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device | str = "cpu", strategy: str = "auto") -> type[Kernel]:
+    """The kernel to train with: ``strategy`` by name, or the first supported one in preference order."""
+    device = torch.device(device)
+    if strategy != "auto":
+        if strategy not in KERNELS:
+            raise ConfigError(f"zoo strategy {strategy!r} is unknown; choose 'auto' or one of {sorted(KERNELS)}")
+        cls = KERNELS[strategy]
+        if not cls.supports(family, task, recipe, device):
+            raise ConfigError(f"zoo strategy {strategy!r} cannot train family '{family.name}' on task '{task.name}' with this recipe")
+        return cls
+    for name in PREFERENCE.get(device.type, PREFERENCE["*"]):
+        if KERNELS[name].supports(family, task, recipe, device):
+            return KERNELS[name]
+    return AutogradKernel
+
+
+__all__ = [
+    "Kernel", "KERNELS", "PREFERENCE", "AffineDirectKernel", "AffineGramKernel", "AutogradKernel", "MLPGateKernel",
+    "is_plain_mse", "output_grad_", "register_kernel", "select_kernel",
+]
