@@ -15,11 +15,23 @@ log = logging.getLogger("hyperpred")
 
 
 def run_entry(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
-    """Run ``fn(cfg)``; a :class:`HyperpredError` ends the process with its message alone."""
+    """Run ``fn(cfg)``; a :class:`HyperpredError` ends the process with its message alone.
+
+    Inside a multirun the error is re-raised instead: Hydra then records this job as failed and
+    the sweep (e.g. an Optuna study) goes on, where ``SystemExit`` would end every job at once.
+    """
     try:
         return fn(cfg)
     except HyperpredError as e:
         log.error("%s", e)
+        if _in_multirun():
+            raise
         raise SystemExit(f"error: {e}") from None
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN"
 
 

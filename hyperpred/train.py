@@ -15,7 +15,12 @@ from hyperpred.errors import ConfigError
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
-from hyperpred.utils.run import finish_wandb, instantiate_list, print_metrics_table, write_metrics, write_run_info
+from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
+from hyperpred.utils.run import (
+    RunIdentity, finish_wandb, instantiate_list, print_metrics_table, read_checkpoint_identity, resolve_num_threads,
+    update_run_info, write_metrics, write_run_info, zoo_content_hash,
+)
+from hyperpred.utils.wandb_run import prepare_wandb_config, record_provenance
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
     parts = build_parts(cfg)  # validates everything cheap; nothing trained yet
-    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    identity = read_checkpoint_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
+    if threads := resolve_num_threads(cfg):
+        torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
@@ -46,23 +53,30 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module.set_normalization(datamodule.stats)
     module.test_split_names = datamodule.test_split_names
 
-    loggers = instantiate_list(cfg.get("logger"))
-    callbacks = instantiate_list(cfg.get("callbacks"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-
     zoo_info = {
-        "key": datamodule.zoo.key, "folder": str(datamodule.zoo.folder), "num_targets": len(datamodule.zoo),
+        "key": datamodule.zoo.key, "content_hash": zoo_content_hash(datamodule.zoo.manifest), "folder": str(datamodule.zoo.folder), "num_targets": len(datamodule.zoo),
         "loaded_from_cache": datamodule.build_stats.loaded_from_cache, "targets_trained": datamodule.build_stats.targets_trained,
         "seconds": round(datamodule.build_stats.seconds, 3), "num_diverged": datamodule.zoo.manifest.get("num_diverged", 0),
     }
-    write_run_info(output_dir, cfg, {"zoo": zoo_info, "feature_dims": parts.features.dims, "seed": cfg.seed})
+    info = write_run_info(output_dir, cfg, {"zoo": zoo_info, "feature_dims": parts.features.dims, "seed": cfg.seed, "resumed_from": cfg.get("ckpt_path")})
+
+    prepare_wandb_config(cfg, identity.get("wandb_id"))  # sweep group, and the same wandb run when resuming
+    loggers = instantiate_list(cfg.get("logger"))
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    callbacks.append(RunIdentity({"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    exit_code = 1
     try:
+        for lg in loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if wandb_info := record_provenance(loggers, info):
+            update_run_info(output_dir, wandb=wandb_info)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # trainer.test() resets callback_metrics: keep the last epoch's train/val values now
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+        metrics = dict(fit_metrics)
         metrics.update(module.test_metrics)
         metrics["zoo/seconds"] = zoo_info["seconds"]
         metrics["zoo/targets_trained"] = float(zoo_info["targets_trained"])
@@ -70,6 +84,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             path = write_metrics(output_dir, metrics)
             print_metrics_table(metrics, datamodule.test_split_names)
             log.info("Metrics written to %s", path)
+            if not trainer.fast_dev_run:
+                weight_histograms(module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png")
+                log_images(loggers, run_images(output_dir), output_dir)
+        exit_code = 0
     finally:
-        finish_wandb()
+        finish_wandb(exit_code)
     return metrics

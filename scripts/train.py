@@ -7,12 +7,13 @@ from omegaconf import DictConfig
 
 from hyperpred.cli import run_entry
 from hyperpred.train import train
+from hyperpred.utils.run import optimized_value
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = run_entry(train, cfg)
-    return metrics.get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
+    return run_entry(lambda c: optimized_value(c, metrics), cfg)  # what a sweeper (hparams_search=optuna) optimizes
 
 
 if __name__ == "__main__":
