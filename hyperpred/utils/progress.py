@@ -29,7 +29,7 @@ def zoo_progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[in
         return
     columns = (
         TextColumn("[bold]zoo[/] {task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),

@@ -229,7 +229,8 @@ class ZooBuilder:
         total = sum(stop - start for start, stop in map(self.spec.shard_bounds, todo))
         if todo:
             log.info("Zoo %s: building %d of %d shards (%d targets) in %s", self.spec.key[:16], len(todo), len(wanted), total, self.folder)
-        with zoo_progress(self.progress and bool(todo), total, self.folder.name) as advance:
+        label = f"{self.spec.family['name']}-{self.spec.task['name']} {self.spec.key[:8]}"
+        with zoo_progress(self.progress and bool(todo), total, label) as advance:
             busy = [i for i in todo if not self._build_one(i, wait=False, stats=stats, advance=advance)]
             for index in busy:
                 self._build_one(index, wait=True, stats=stats, advance=advance)

@@ -37,15 +37,26 @@ for _cls in (AffineGramKernel, MLPGateKernel, AffineDirectKernel, AutogradKernel
     register_kernel(_cls, before=None)
 
 
-def select_kernel(family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device | str = "cpu", strategy: str = "auto") -> type[Kernel]:
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``zoo.device`` as a torch device (None = CPU), failing early when it is unknown or absent."""
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"zoo.device={device!r} is not a device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"zoo.device={device!r}, but this machine has no CUDA device; use zoo.device=cpu")
+    return dev
+
+
+def select_kernel(family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device | str | None = "cpu", strategy: str = "auto") -> type[Kernel]:
     """The kernel to train with: ``strategy`` by name, or the first supported one in preference order."""
-    device = torch.device(device)
+    device = resolve_device(device)
     if strategy != "auto":
         if strategy not in KERNELS:
-            raise ConfigError(f"zoo strategy {strategy!r} is unknown; choose 'auto' or one of {sorted(KERNELS)}")
+            raise ConfigError(f"zoo.strategy={strategy!r} is unknown; choose auto or one of {sorted(KERNELS)}")
         cls = KERNELS[strategy]
         if not cls.supports(family, task, recipe, device):
-            raise ConfigError(f"zoo strategy {strategy!r} cannot train family '{family.name}' on task '{task.name}' with this recipe")
+            raise ConfigError(f"zoo.strategy={strategy} cannot train target={family.name} on task={task.name} with this recipe; use zoo.strategy=auto")
         return cls
     for name in PREFERENCE.get(device.type, PREFERENCE["*"]):
         if KERNELS[name].supports(family, task, recipe, device):
@@ -55,5 +66,5 @@ def select_kernel(family: TargetFamily, task: Task, recipe: TrainRecipe, device:
 
 __all__ = [
     "Kernel", "KERNELS", "PREFERENCE", "AffineDirectKernel", "AffineGramKernel", "AutogradKernel", "MLPGateKernel",
-    "is_plain_mse", "output_grad_", "register_kernel", "select_kernel",
+    "is_plain_mse", "output_grad_", "register_kernel", "resolve_device", "select_kernel",
 ]

@@ -10,8 +10,9 @@ the kernel). With the design matrix ``U [c, F, L]`` of a chunk precomputed once:
   quadratic, so its gradient ``2/count · (W G + b sᵀ − R)`` only involves the Gram matrix
   ``G = U Uᵀ``, the column sums ``s`` and ``R = Y Uᵀ`` (the normal equations), computed once.
   A step then costs ``O·F²`` instead of ``O·F·L`` FLOPs — for the 3→8 conv on 32 images of
-  28×28, about 600× fewer. The Gram quantities and each step's gradient are formed in float64,
-  because ``W G − R`` cancels as the fit improves; Adam itself runs in float32 as in the seed.
+  28×28, about 800× fewer. Partial Gram sums (per sample) are float32 GEMMs, their totals and
+  each step's gradient are float64, because ``W G − R`` cancels as the fit improves; Adam itself
+  runs in float32 as in the seed.
 """
 
 from __future__ import annotations
@@ -89,11 +90,6 @@ def affine_layout(family: TargetFamily, container: Sequence[int]) -> AffineLayou
     return None
 
 
-def _columns(u: Tensor) -> Tensor:
-    """``[c, n, F, L0]`` → ``[c, F, n·L0]``: one column per (sample, position)."""
-    return u.permute(0, 2, 1, 3).reshape(u.shape[0], u.shape[2], -1)
-
-
 class _AffineKernel(Kernel):
     def __init__(self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor) -> None:
         super().__init__(family, task, archs, container, x, y)
@@ -165,17 +161,29 @@ class AffineGramKernel(_AffineKernel):
 
     def __init__(self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor) -> None:
         super().__init__(family, task, archs, container, x, y)
-        u = _columns(self.layout.design(x)).double()  # [c, F, L]
-        t = _columns(self.layout.targets(y)).double()  # [c, O, L]
-        c, f, length = u.shape
-        ones = torch.ones(c, 1, length, dtype=u.dtype, device=u.device)
-        ua = torch.cat([u, ones], 1)  # [c, F+1, L]: the bias is the weight of a constant feature
-        del u
-        self.gram = torch.bmm(ua, ua.transpose(1, 2))  # [c, F+1, F+1]
-        self.cross = torch.bmm(t, ua.transpose(1, 2))  # [c, O, F+1]
-        self.target_sq = t.square().sum(2)  # [c, O]
-        self.scale = (2.0 / (self.units.double().sum(1).clamp_min(1) * length)).view(-1, 1, 1) * self.units.double().unsqueeze(2)
-        self.length = length
+        u, t = self.layout.design(x), self.layout.targets(y)  # [c, n, F, L0], [c, n, O, L0]
+        c, n, f, positions = u.shape
+        if positions == 1:  # one group per target: [c, F, n]
+            u, t = u[..., 0].transpose(1, 2), t[..., 0].transpose(1, 2)
+        else:  # one group per sample: [c·n, F, L0]; partial sums are short, so float32 keeps them exact enough
+            u, t = u.reshape(c * n, f, positions), t.reshape(c * n, t.shape[2], positions)
+
+        def total(part: Tensor) -> Tensor:  # sum the groups of each target in float64
+            return part.double().view(c, -1, *part.shape[1:]).sum(1)
+
+        self.length = n * positions
+        self.gram = torch.empty(c, f + 1, f + 1, dtype=torch.float64, device=x.device)
+        self.gram[:, :f, :f] = total(torch.bmm(u, u.transpose(1, 2)))
+        sums = total(u.sum(2))
+        self.gram[:, :f, f] = sums
+        self.gram[:, f, :f] = sums
+        self.gram[:, f, f] = self.length
+        self.cross = torch.empty(c, self.out_units, f + 1, dtype=torch.float64, device=x.device)
+        self.cross[:, :, :f] = total(torch.bmm(t, u.transpose(1, 2)))
+        self.cross[:, :, f] = total(t.sum(2))
+        self.target_sq = total(t.square().sum(2))  # [c, O]
+        units = self.units.double()
+        self.scale = (2.0 / (units.sum(1).clamp_min(1) * self.length)).view(-1, 1, 1) * units.unsqueeze(2)
         self._w = torch.empty(c, self.out_units, f + 1, dtype=torch.float64, device=x.device)
         self._g = torch.empty_like(self._w)
 
