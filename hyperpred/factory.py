@@ -20,6 +20,7 @@ from hyperpred.features.base import Feature, FeatureContext, FeatureSet
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task
 from hyperpred.zoo.builder import ZooBuilder
+from hyperpred.zoo.kernels import select_kernel
 from hyperpred.zoo.spec import TrainRecipe, ZooSpec
 
 
@@ -121,5 +122,7 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
     ctx = FeatureContext.create(family, task, container, probe, int(cfg.target.get("probe_seed", 0)))
     features = build_features(cfg, ctx)
     show = bool(z.get("progress", False)) if progress is None else progress
-    builder = ZooBuilder(family, task, spec, Path(cfg.paths.cache_dir), progress=show)
+    strategy, device = str(z.get("strategy") or "auto"), z.get("device") or None
+    select_kernel(family, task, recipe, device, strategy)  # a bad zoo.strategy or zoo.device fails here, before any work
+    builder = ZooBuilder(family, task, spec, Path(cfg.paths.cache_dir), progress=show, strategy=strategy, device=device)
     return Parts(family, task, archs, unseen, container, spec, builder, features)
