@@ -150,8 +150,8 @@ class Predictor:
             if descriptor is None:
                 raise ConfigError(f"checkpoint {self.source} uses the oracle feature(s) {self.oracle_features}: pass each task's true descriptor")
             batch["descriptor"] = descriptor
-        features = self.features.compute({k: v.cpu() for k, v in batch.items()}).to(self.device)
-        return self.module(features)
+        features = self.features.compute({k: v.cpu() for k, v in batch.items()})
+        return self.module(features.to(self.device), {k: v.to(self.device) for k, v in batch.items()})
 
     def _predict(self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any) -> tuple[list[Arch], list[Params], bool]:
         archs, many = self.parse_archs(arch)
@@ -242,3 +242,28 @@ def load_target(path: str | Path) -> nn.Module:
         raise ConfigError(f"{weights}: no such file (written next to {meta_path})")
     module.load_state_dict(st_load_file(str(weights)))
     return module.eval()
+
+
+def predict_to_files(ckpt_path: str | Path, arch: ArchSpec, support: str | Path, out: str | Path) -> dict[str, Any]:
+    """What ``scripts/predict.py`` does: predict one task's target and write it as files.
+
+    Returns the written paths and the predicted target's fit to its own support data (accuracy
+    for classification, the task loss otherwise), a cheap sanity check on what was written.
+    """
+    predictor = load_predictor(ckpt_path)
+    (parsed,), _ = predictor.parse_archs(arch)
+    x, y, batched = predictor.support_tensors(support, [parsed])
+    if batched:
+        raise ConfigError(f"support file {support}: holds {x.shape[0]} tasks; scripts/predict.py writes one target, use the Python API for batches")
+    state = predictor.predict(parsed, support)
+    fam = predictor.family
+    params = {k: v.unsqueeze(0) for k, v in fam.pad(fam.params_from_state(state), predictor.container).items()}
+    archs = arch_tensor([parsed])
+    logits = fam.forward(params, x, archs)
+    mask = fam.output_mask(archs, predictor.container)
+    fit = {"support_loss": float(predictor.task.loss(logits, y, mask)[0])}
+    if predictor.task.classification:
+        fit["support_accuracy"] = float(predictor.task.accuracy(logits, y, mask)[0])
+    extra = {"checkpoint": str(ckpt_path), "task": predictor.task.describe(), "support": str(support), "n_support": int(x.shape[1]), **fit}
+    weights, meta = save_target(out, predictor.module.hparams.family, fam, parsed, state, extra)
+    return {"weights": str(weights), "arch": str(meta), **fit}

@@ -49,6 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer=_plain(cfg.optimizer), scheduler=_plain(cfg.get("scheduler")), container=list(datamodule.zoo.container),
         in_dim=datamodule.in_dim, out_dim=datamodule.out_dim, features=_plain(cfg.features),
         probe={"arch": _plain(cfg.target.get("probe_arch")), "seed": int(cfg.target.get("probe_seed", 0))},
+        run_config=_plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
     )
     module.set_normalization(datamodule.stats)
     module.test_split_names = datamodule.test_split_names

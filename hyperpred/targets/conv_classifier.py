@@ -82,20 +82,24 @@ class ConvClassifierFamily(TargetFamily):
             y = y * unit_mask(archs[:, 1], c).view(batch, 1, c, 1, 1).to(y.dtype)
         return y
 
-    def _head(self, params: Params, maps: Tensor, archs: Tensor | None) -> Tensor:
-        pooled = maps.mean((-2, -1)) if self.pool == "mean" else maps.amax((-2, -1))
+    def _pooled(self, params: Params, x: Tensor, archs: Tensor | None) -> Tensor:
+        """Pooled channels ``[B, n, C]``: the features the head classifies."""
+        maps = self._feature_maps(params, x, archs)
+        return maps.mean((-2, -1)) if self.pool == "mean" else maps.amax((-2, -1))
+
+    def _head(self, params: Params, pooled: Tensor, archs: Tensor | None) -> Tensor:
         logits = torch.baddbmm(params["head_bias"].unsqueeze(1), pooled, params["head_weight"].transpose(1, 2))
         if archs is not None:
             logits = logits * unit_mask(archs[:, 3], logits.shape[-1]).unsqueeze(1).to(logits.dtype)
         return logits
 
     def forward(self, params: Params, x: Tensor, archs: Tensor | None = None) -> Tensor:
-        return self._head(params, self._feature_maps(params, x, archs), archs)
+        return self._head(params, self._pooled(params, x, archs), archs)
 
     def activations(self, params: Params, x: Tensor, archs: Tensor | None = None) -> list[Tensor]:
-        maps = self._feature_maps(params, x, archs)
-        units = maps.movedim(2, -1).reshape(maps.shape[0], -1, maps.shape[2])  # every position is a sample
-        return [units, self._head(params, maps, archs)]
+        # per sample (not per position), so that every layer lines up with the labels [B, n, K]
+        pooled = self._pooled(params, x, archs)
+        return [pooled, self._head(params, pooled, archs)]
 
     # ------------------------------------------------------------------ nn.Module bridge
     def build_module(self, arch: Sequence[int]) -> nn.Module:

@@ -52,7 +52,7 @@ class TabularTask(Task):
         self,
         dataset: str = "wine",
         n_support: int = 32,
-        n_query: int = 64,
+        n_query: int = 40,
         feature_fraction: float = 0.5,
         bootstrap: bool = False,
         query_fraction: float = 0.3,

@@ -1,0 +1,145 @@
+"""``evaluate(cfg)``: score a checkpoint on a split of its run's zoo, like the end of a training run.
+
+The checkpoint stores the run's resolved config (``run_config``), so the zoo, its task-group
+split and the features are rebuilt exactly; the zoo comes from the content-addressed cache (or
+is rebuilt, bit for bit). Besides the training run's metrics it measures what a user pays for
+each answer: one forward pass of the predictor (features included) against training every
+target with the zoo's own recipe, for the whole split at once and for a single task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+from hyperpred.api import Predictor, load_predictor
+from hyperpred.errors import ConfigError
+from hyperpred.factory import build_parts
+from hyperpred.lit.datamodule import TensorDictDataset, ZooDataModule
+from hyperpred.utils.run import print_metrics_table, resolve_num_threads, write_metrics, write_run_info
+from hyperpred.zoo.spec import TrainRecipe
+from hyperpred.zoo.training import train_targets
+
+log = logging.getLogger(__name__)
+
+
+def run_config_of(predictor: Predictor, cfg: DictConfig) -> DictConfig:
+    """The training run's config from the checkpoint, with this process's paths."""
+    stored = predictor.module.hparams.get("run_config")
+    if not stored:
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: the checkpoint has no run_config (written by an older hyperpred); retrain, or evaluate with scripts/train.py")
+    run_cfg = OmegaConf.create(stored)
+    with open_dict(run_cfg):
+        run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
+        run_cfg.zoo.progress = bool(cfg.get("progress", False))
+    return run_cfg
+
+
+def _seconds(fn: Any, repeats: int = 1) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` calls (the first call may pay one-off costs) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, seed: int = 0) -> dict[str, float]:
+    """Seconds to get every target of ``split`` by one predictor pass vs by the zoo's training recipe.
+
+    Both are batched over the split's tasks exactly as the zoo and the predictor run them; the
+    ``one_`` numbers are the same for the split's first task alone (what a user waits for).
+    """
+    fam, task, container = predictor.family, predictor.task, predictor.container
+
+    def predict(rows: slice) -> Tensor:
+        d = split["descriptor"][rows] if predictor.oracle_features else None
+        return predictor.predict_flat(split["archs"][rows], split["support_x"][rows], split["support_y"][rows], d)
+
+    def train(rows: slice) -> Any:
+        init = fam.unflatten(split["init"][rows], container)
+        g = torch.Generator().manual_seed(seed)
+        return train_targets(fam, task, split["archs"][rows], container, init, split["support_x"][rows], split["support_y"][rows], recipe, g)
+
+    everything, first = slice(None), slice(0, 1)
+    out = {
+        "predict_seconds": _seconds(lambda: predict(everything), 3)[0],
+        "train_seconds": _seconds(lambda: train(everything))[0],
+        "predict_one_seconds": _seconds(lambda: predict(first), 5)[0],
+        "train_one_seconds": _seconds(lambda: train(first), 3)[0],
+        "train_steps": float(recipe.steps),
+    }
+    out["speedup"] = out["train_seconds"] / max(out["predict_seconds"], 1e-12)
+    out["one_speedup"] = out["train_one_seconds"] / max(out["predict_one_seconds"], 1e-12)
+    return out
+
+
+def _loader(split: dict[str, Tensor], batch_size: int) -> DataLoader:
+    dataset = TensorDictDataset(split)
+    return DataLoader(dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False), batch_size=None)
+
+
+def print_accuracy_and_timing(metrics: dict[str, float], splits: list[str]) -> None:
+    """One line per split: accuracies (classification) and prediction vs training time."""
+    for split in splits:
+        m = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/")}
+        parts = []
+        if "pred_accuracy" in m:
+            parts.append(
+                f"accuracy pred {m['pred_accuracy']:.4f} | trained {m['trained_accuracy']:.4f} | zoo-mean {m['zoo_mean_accuracy']:.4f} "
+                f"| init {m['init_accuracy']:.4f} | ratio pred/trained {m['accuracy_ratio']:.4f}"
+            )
+        if "predict_seconds" in m:
+            parts.append(
+                f"time for {int(m['num_tasks'])} tasks: predict {m['predict_seconds']:.4f}s, train ({int(m['train_steps'])} Adam steps) "
+                f"{m['train_seconds']:.3f}s ({m['speedup']:.0f}x); one task: predict {m['predict_one_seconds'] * 1e3:.2f} ms, "
+                f"train {m['train_one_seconds'] * 1e3:.1f} ms ({m['one_speedup']:.0f}x)"
+            )
+        for line in parts:
+            print(f"[{split}] {line}")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Load ``cfg.ckpt_path``, rebuild its zoo and split, and write ``metrics.json`` for ``cfg.split``."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is required: scripts/eval.py ckpt_path=<run>/checkpoints/last.ckpt")
+    predictor = load_predictor(cfg.ckpt_path)
+    run_cfg = run_config_of(predictor, cfg)
+    if threads := resolve_num_threads(cfg):
+        torch.set_num_threads(threads)
+    parts = build_parts(run_cfg)
+    datamodule = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, canonicalize=run_cfg.loss.get("canonicalize"), **run_cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    wanted = list(datamodule.splits) if cfg.split == "all" else [cfg.split]
+    missing = [s for s in wanted if s not in datamodule.splits]
+    if missing:
+        raise ConfigError(f"split={cfg.split}: this run's zoo has the splits {sorted(datamodule.splits)} (or 'all')")
+    output_dir = Path(cfg.paths.output_dir)
+    write_run_info(output_dir, cfg, {"checkpoint": str(cfg.ckpt_path), "zoo": {"key": datamodule.zoo.key, "folder": str(datamodule.zoo.folder)}})
+
+    module = predictor.module
+    module.test_split_names = wanted
+    batch_size = int(cfg.get("batch_size") or run_cfg.data.batch_size)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer.test(module, dataloaders=[_loader(datamodule.splits[s], batch_size) for s in wanted], verbose=False)
+    metrics = dict(module.test_metrics)
+    if cfg.get("timing", True):
+        recipe = TrainRecipe(steps=run_cfg.zoo.steps, lr=float(run_cfg.zoo.lr), batch_size=run_cfg.zoo.get("batch_size"))
+        for s in wanted:
+            metrics.update({f"{s}/{k}": v for k, v in time_predict_vs_train(predictor, datamodule.splits[s], recipe).items()})
+    path = write_metrics(output_dir, metrics)
+    print_metrics_table(metrics, wanted)
+    print_accuracy_and_timing(metrics, wanted)
+    log.info("Metrics written to %s", path)
+    return metrics
