@@ -268,12 +268,12 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-def write_report(sweep_dir: str | Path, metrics: list[str] | None = None, out_dir: str | Path | None = None) -> Report:
+def write_report(sweep_dir: str | Path, metrics: list[str] | None = None, out_dir: str | Path | None = None, plots: bool = True) -> Report:
     """Build the report and write ``report.md``, ``report.json`` and the PNGs next to the sweep."""
     report = build_report(sweep_dir, metrics)
     out = Path(out_dir) if out_dir else report.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
-    report.plots = plot_report(report, out)
+    report.plots = plot_report(report, out) if plots else []
     md = report.markdown + ("\n" + "\n".join(f"![{p.stem}]({p.name})" for p in report.plots) + "\n" if report.plots else "")
     report.markdown = md
     atomic_write_bytes(out / "report.md", md.encode())
@@ -302,7 +302,7 @@ class SweepReportCallback(Callback):
         log = logging.getLogger("hyperpred.report")
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            report = write_report(sweep_dir) if self.plots else build_report(sweep_dir)
+            report = write_report(sweep_dir, plots=self.plots)
         except Exception as e:  # noqa: BLE001 - reporting must not turn a finished sweep into a failure
             log.warning("No sweep report for %s: %s", sweep_dir, e)
             return

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import FeatureSet
-from hyperpred.lit.sampler import GlobalBatchSampler
+from hyperpred.lit.sampler import GlobalBatchSampler, SequentialBatchSampler
 from hyperpred.targets.base import arch_tensor
 from hyperpred.zoo.builder import Zoo, ZooBuilder
 
@@ -174,7 +174,10 @@ class ZooDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = TensorDictDataset(self.splits[split])
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        sampler = GlobalBatchSampler(len(dataset), self.batch_size, shuffle, self.shuffle_seed, rank, world)
+        if self.trainer is not None and self.trainer.overfit_batches:  # the same first batches every epoch
+            sampler = SequentialBatchSampler(len(dataset), self.batch_size)
+        else:
+            sampler = GlobalBatchSampler(len(dataset), self.batch_size, shuffle, self.shuffle_seed, rank, world)
         return DataLoader(dataset, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, SequentialSampler
 
 from hyperpred.errors import ConfigError
 
@@ -66,3 +66,21 @@ def first_occurrences(index: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(len(index), device=index.device)
     first = torch.full((int(inverse.max()) + 1 if len(index) else 0,), len(index), dtype=torch.long, device=index.device)
     return first.scatter_reduce_(0, inverse, positions, reduce="amin").sort().values
+
+
+class SequentialBatchSampler(SequentialSampler):
+    """Consecutive batches of rows, always the same: for ``trainer.overfit_batches``.
+
+    Lightning replaces any sampler that is not a ``SequentialSampler`` when overfitting, with one
+    that yields single rows; this one already is one, so the batches reach the dataset whole.
+    """
+
+    def __init__(self, num_rows: int, batch_size: int) -> None:
+        self.num_rows, self.batch_size = num_rows, batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(0, self.num_rows, self.batch_size):
+            yield list(range(start, min(start + self.batch_size, self.num_rows)))
+
+    def __len__(self) -> int:
+        return -(-self.num_rows // self.batch_size)

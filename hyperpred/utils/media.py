@@ -72,7 +72,7 @@ def log_images(loggers: Iterable[Any], images: list[Path], output_dir: Path, ste
     sent = 0
     for lg in loggers:
         for path in images:
-            key = "images/" + path.relative_to(output_dir).with_suffix("").as_posix().replace(f"{PLOTS_DIR}/", "", 1)
+            key = path.relative_to(output_dir).with_suffix("").as_posix()  # e.g. plots/weight_histograms
             try:
                 if isinstance(lg, WandbLogger):
                     lg.log_image(key=key, images=[str(path)], step=step)

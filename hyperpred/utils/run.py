@@ -216,6 +216,7 @@ def print_metrics_table(metrics: dict[str, float], splits: list[str]) -> None:
     from rich.table import Table
 
     cols = [*LOSS_KEYS, "ratio_vs_trained", "ratio_vs_init", "ratio_vs_zoo_mean", "weight_mse", "zoo_mean_weight_mse"]
+    cols += [c for c in ("finetune_steps_fraction",) if any(f"{split}/{c}" in metrics for split in splits)]
     table = Table(title="Evaluation on held-out tasks (query loss; ratios are medians over tasks)")
     table.add_column("split")
     for c in cols:

@@ -1,0 +1,137 @@
+"""Multiruns through the real CLI: one wandb run per job, the sweep report, Optuna, launchers, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import CONF_DIR, TINY, run_script
+
+#: TINY without its logger choice (each test picks one).
+SMALL = [o for o in TINY if not o.startswith("logger=")]
+
+
+def _sweep_dir(root: Path) -> Path:
+    (sweep,) = (root / "outputs" / "multiruns" / "train").iterdir()
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def wandb_sweep(tmp_path_factory) -> Path:
+    """A 2 x 2 grid (lr x seed) with offline wandb: what a researcher runs, shrunk."""
+    root = tmp_path_factory.mktemp("wandb_sweep")
+    out = run_script("train.py", "-m", "seed=0,1", "optimizer.lr=0.001,0.01", "logger=wandb", *SMALL,
+                     cwd=root, env={"WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb_dir")}, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return _sweep_dir(root)
+
+
+def test_multirun_makes_one_offline_wandb_run_per_job_in_one_group(wandb_sweep):
+    jobs = sorted(p for p in wandb_sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 4
+    infos = [json.loads((job / "run.json").read_text()) for job in jobs]
+    ids = [info["wandb"]["id"] for info in infos]
+    assert len(set(ids)) == 4  # wandb.finish() ran after every job: no run reused
+    assert {info["wandb"]["group"] for info in infos} == {f"train-{wandb_sweep.name}"}
+    assert {info["wandb"]["mode"] for info in infos} == {"offline"}
+    for job, info, run_id in zip(jobs, infos, ids):
+        (run_dir,) = (job / "wandb").glob(f"offline-run-*-{run_id}")
+        record_log = (run_dir / f"run-{run_id}.wandb").read_bytes()  # wandb's own offline record log
+        for needle in (wandb_sweep.name, "zoo_hash", info["git_commit"], "optimized_metric", info["zoo"]["content_hash"]):
+            assert needle.encode() in record_log, needle
+        assert list((run_dir / "files" / "media" / "images").rglob("weight_histograms*.png"))
+        assert info["overrides"][:2] == [f"seed={info['seed']}", info["overrides"][1]]
+
+
+def test_multirun_ends_with_a_report_naming_the_best_setting(wandb_sweep):
+    md = (wandb_sweep / "report.md").read_text()
+    assert "swept: `seed`, `optimizer.lr`" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and ("0.001" in line or "0.01" in line)]
+    assert len(rows) == 2 and sum("★" in r for r in rows) == 1
+    assert all(" ± " in r and "| 2 |" in r for r in rows)  # mean ± std over the two seeds
+    plots = sorted(wandb_sweep.glob("report_*_vs_optimizer_lr.png"))
+    assert plots and all(p.stat().st_size > 5000 for p in plots)
+
+    report = json.loads((wandb_sweep / "report.json").read_text())
+    vals = {r["values"]["optimizer.lr"]: r["val/query_loss"] for r in report["rows"]}
+    per_job = {}
+    for job in (p for p in wandb_sweep.iterdir() if p.is_dir() and p.name.isdigit()):
+        lr = next(o.split("=")[1] for o in yaml.safe_load((job / "overrides.yaml").read_text()) if o.startswith("optimizer.lr="))
+        per_job.setdefault(lr, []).append(json.loads((job / "metrics.json").read_text())["val/query_loss"])
+    for lr, losses in per_job.items():
+        assert math.isclose(vals[lr]["mean"], sum(losses) / 2, rel_tol=1e-9) and vals[lr]["n"] == 2
+    best_lr = min(per_job, key=lambda lr: sum(per_job[lr]))
+    assert report["best"] == {"optimizer.lr": best_lr}
+
+
+def test_optuna_study_survives_crashed_and_diverged_trials(tmp_path):
+    # seed=6 makes the TPE start-up draws: trial 0 batch_size=0 (crash), trial 1 lr=1e20 (NaN), trial 2 fine.
+    out = run_script("train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "seed=6",
+                     "data.batch_size=choice(0,16)", "optimizer.lr=choice(0.001,1e20)", "logger=none", "hydra.callbacks.report.plots=false",
+                     *(o for o in SMALL if not o.startswith("data.batch_size=")), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "Failed experiment: data.batch_size must be a positive integer" in log
+    assert "Failed experiment: optimized_metric val/query_loss is nan" in log
+    sweep = _sweep_dir(tmp_path)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_params"]["data.batch_size"] == 16 and best["best_params"]["optimizer.lr"] == 0.001
+    assert math.isfinite(best["best_value"])
+    assert "Best: " in log and "Failed or diverged jobs" in (sweep / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_jobs_in_parallel_processes(tmp_path):
+    out = run_script("train.py", "-m", "hydra/launcher=submitit_local", "seed=0,1", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = _sweep_dir(tmp_path)
+    infos = [json.loads((sweep / str(i) / "run.json").read_text()) for i in range(2)]
+    assert all(info["torch_threads"] == 1 for info in infos)  # parallel jobs do not oversubscribe the cores
+    assert all((sweep / str(i) / "metrics.json").is_file() for i in range(2))
+    assert list((sweep / ".submitit").iterdir())
+
+
+def test_ddp_sim_matches_one_process(tmp_path):
+    """DDP with 2 gloo CPU processes: the zoo is built once and the metrics match one process."""
+    single = run_script("train.py", *TINY, "hydra.run.dir=outputs/single", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = run_script("train.py", *TINY, "trainer=ddp_sim", "hydra.run.dir=outputs/ddp", cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a = json.loads((tmp_path / "outputs/single/metrics.json").read_text())
+    b = json.loads((tmp_path / "outputs/ddp/metrics.json").read_text())
+    assert b["zoo/targets_trained"] == 0  # rank 0 loaded the zoo the single run built; rank 1 too
+    assert a["test/num_tasks"] == b["test/num_tasks"]  # padding repeats were dropped
+    for key in ("val/query_loss", "val/weight_mse", "test/pred_query_loss", "test/weight_mse", "test/ratio_vs_trained"):
+        assert math.isclose(a[key], b[key], rel_tol=1e-4), (key, a[key], b[key])
+    info = json.loads((tmp_path / "outputs/ddp/run.json").read_text())
+    assert info["torch_threads"] >= 1 and (tmp_path / "outputs/ddp/train_ddp_process_1.log").is_file()
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "ddp_sim"])
+def test_trainer_configs_compose(trainer):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"trainer={trainer}"])
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    if trainer.startswith("ddp"):
+        assert cfg.trainer.strategy.process_group_backend == ("gloo" if trainer == "ddp_sim" else "nccl")
+
+
+@pytest.mark.parametrize(("choice", "launcher"), [("slurm", "SlurmLauncher"), ("local", "LocalLauncher")])
+def test_launcher_configs_select_submitit(choice, launcher):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"launcher={choice}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(launcher)
+    assert cfg.hydra.launcher.timeout_min > 0
+
+
+def test_optuna_search_space_composes():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.max_failure_rate == 1.0 and cfg.optimized_metric == "val/query_loss"
+    assert "optimizer.lr" in cfg.hydra.sweeper.params
