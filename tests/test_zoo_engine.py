@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from hyperpred.errors import ConfigError, ZooFileError
 from hyperpred.factory import build_parts
 from hyperpred.targets import ConvFamily, LinearFamily, MLPFamily, arch_tensor
-from hyperpred.tasks import SineTask, SinSumTask, TeacherTask
+from hyperpred.tasks import DigitsTask, SineTask, SinSumTask, TeacherTask
 from hyperpred.zoo import TrainRecipe, ZooBuilder, ZooSpec, train_targets
 from hyperpred.zoo import training as training_module
 from hyperpred.zoo.adam import BatchedAdam
@@ -75,7 +75,6 @@ def test_minibatch_kernels_agree_and_ignore_chunking(case, monkeypatch):
     recipe = TrainRecipe(steps=15, lr=0.01, batch_size=3)
     runs = {}
     for name in [n for n, k in KERNELS.items() if k.supports(family, task, recipe, torch.device("cpu"))]:
-        assert name != "affine_gram", "the Gram kernel needs the full support set"
         runs[name] = train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, torch.Generator().manual_seed(3), strategy=name)
     monkeypatch.setattr(training_module, "CHUNK_BYTES", 1)  # one target per chunk
     chunked = train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, torch.Generator().manual_seed(3), strategy="autograd")
@@ -85,12 +84,31 @@ def test_minibatch_kernels_agree_and_ignore_chunking(case, monkeypatch):
             torch.testing.assert_close(result.params[k], ref.params[k], rtol=1e-4, atol=1e-5, msg=f"{name} {k}")
 
 
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_direct_affine_kernel_handles_cross_entropy(batch_size):
+    family, task = LinearFamily(), DigitsTask(n_support=8, n_query=4)
+    archs = [(64, 2), (64, 3)] * 2
+    container = family.container(archs)
+    table = arch_tensor(archs)
+    g = torch.Generator().manual_seed(0)
+    batch, init = task.sample(family, table, container, g), family.init(table, container, g)
+    recipe = TrainRecipe(steps=20, lr=0.01, batch_size=batch_size)
+    runs = [
+        train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, torch.Generator().manual_seed(1), strategy=name)
+        for name in ("affine_direct", "autograd")
+    ]
+    for k in runs[0].params:
+        torch.testing.assert_close(runs[0].params[k], runs[1].params[k], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(runs[0].train_loss, runs[1].train_loss)
+
+
 def test_auto_picks_the_closed_forms_and_rejects_unfit_strategies():
     full, mini = TrainRecipe(), TrainRecipe(batch_size=8)
     assert select_kernel(MLPFamily(), SineTask(), full).name == "mlp_gate"
     assert select_kernel(ConvFamily(), TeacherTask(), full).name == "affine_gram"
-    assert select_kernel(ConvFamily(), TeacherTask(), mini).name == "affine_direct"
+    assert select_kernel(ConvFamily(), TeacherTask(), mini).name == "affine_gram"
     assert select_kernel(LinearFamily(), SinSumTask(), full).name == "affine_gram"
+    assert select_kernel(LinearFamily(), DigitsTask(), full).name == "affine_direct"  # cross-entropy: not quadratic
     with pytest.raises(ConfigError, match="zoo.strategy"):
         select_kernel(MLPFamily(), SineTask(), full, strategy="nope")
     with pytest.raises(ConfigError, match="zoo.strategy=affine_gram"):

@@ -22,8 +22,7 @@ from hyperpred.zoo.adam import BatchedAdam
 from hyperpred.zoo.kernels import Kernel, select_kernel
 from hyperpred.zoo.spec import TrainRecipe, stable_seed
 
-#: Working memory for one chunk. A constant on purpose: chunk boundaries must not depend on the
-#: machine (free memory, cache size), or two builds of one zoo could differ in their last bits.
+#: Cap on any kernel's chunk budget (``Kernel.chunk_bytes``); tests lower it to force tiny chunks.
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -41,8 +40,13 @@ def per_target_loss(family: TargetFamily, task: Task, params: Params, archs: Ten
 
 
 def chunk_size(kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int) -> int:
-    """How many targets train together: as many as fit :data:`CHUNK_BYTES`, at least one."""
-    return max(1, min(total, CHUNK_BYTES // max(1, kernel.bytes_per_target(family, container, n))))
+    """How many targets train together: as many as fit the kernel's budget, at least one.
+
+    The budget is a constant, not the machine's free memory or cache size: chunk boundaries must
+    not depend on where a zoo is built, or two builds of one zoo could differ in their last bits.
+    """
+    budget = min(kernel.chunk_bytes, CHUNK_BYTES)
+    return max(1, min(total, budget // max(1, kernel.bytes_per_target(family, container, n))))
 
 
 def minibatch_rows(base_seed: int, step: int, targets: int, n: int, batch_size: int) -> Tensor:
@@ -85,7 +89,7 @@ def train_targets(
         for start in range(0, total, size):
             stop = min(total, start + size)
             params = flat[start:stop].to(dev, copy=True)
-            kernel = kernel_cls(family, task, archs[start:stop].to(dev), container, x[start:stop].to(dev), y[start:stop].to(dev))
+            kernel = kernel_cls(family, task, archs[start:stop].to(dev), container, x[start:stop].to(dev), y[start:stop].to(dev), batch)
             adam, grad = BatchedAdam(params, recipe.lr), torch.empty_like(params)
             for step in range(recipe.steps):
                 rows = None if batch is None else minibatch_rows(base_seed, step, total, n, batch)[start:stop].to(dev)

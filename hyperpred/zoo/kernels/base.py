@@ -60,10 +60,16 @@ class Kernel(ABC):
 
     #: Name used in logs, benchmarks and ``strategy=`` arguments.
     name: str = ""
+    #: Working-memory budget of one chunk (bytes). A constant per kernel, never read from the
+    #: machine, so that chunk boundaries (and with them a zoo's bytes) do not depend on it.
+    chunk_bytes: int = 64 * 2**20
 
-    def __init__(self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor) -> None:
+    def __init__(
+        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+    ) -> None:
         self.family, self.task, self.archs, self.container = family, task, archs, tuple(container)
         self.x, self.y = x, y
+        self.batch_size = batch_size  # None: every step sees the whole support set; else rows are given per step
         self.out_mask = family.output_mask(archs, container)
 
     @classmethod

@@ -32,8 +32,10 @@ from hyperpred.zoo.spec import TrainRecipe
 class MLPGateKernel(Kernel):
     name = "mlp_gate"
 
-    def __init__(self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor) -> None:
-        super().__init__(family, task, archs, container, x, y)
+    def __init__(
+        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+    ) -> None:
+        super().__init__(family, task, archs, container, x, y, batch_size)
         self.hidden = container[0]
         self._buffers: dict[int, tuple[Tensor, ...]] = {}
 
