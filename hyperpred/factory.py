@@ -15,6 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hyperpred.config_schema import check_config
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import Feature, FeatureContext, FeatureSet
 from hyperpred.targets.base import TargetFamily
@@ -90,8 +91,19 @@ def build_features(cfg: DictConfig, ctx: FeatureContext) -> FeatureSet:
     return FeatureSet(features, ctx)
 
 
+def _check_predictor_sizes(cfg: DictConfig, family: TargetFamily, in_dim: int, out_dim: int) -> None:
+    """``predictor.in_dim``/``out_dim`` come from the data; a hand-typed value must agree with it."""
+    node = cfg.get("predictor")
+    for key, expected, source in (("in_dim", in_dim, "the features' total size"), ("out_dim", out_dim, f"the parameter count of target={family.name}")):
+        if node is None or key not in node or OmegaConf.is_missing(node, key):
+            continue
+        if node[key] != expected:
+            raise ConfigError(f"predictor.{key}={node[key]!r} does not match {source} ({expected}); leave it ??? to have it filled in")
+
+
 def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
     """Validate the config and construct everything a run needs, without training anything."""
+    check_config(cfg)
     family, task = build_family_and_task(cfg)
     archs = _archs(family, cfg.target.get("archs"), "target.archs")
     if not archs:
@@ -102,6 +114,8 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
         raise ConfigError(f"target.unseen_archs overlaps target.archs at {[family.arch_to_dict(a) for a in overlap]}: an unseen architecture must not be trained on")
     try:
         container = family.container(archs + unseen)
+        for arch in archs + unseen:  # geometry errors (a kernel larger than the image) surface here
+            family.input_shape(arch), family.output_shape(arch)
     except ValueError as e:
         raise ConfigError(f"target.archs/target.unseen_archs: {e}") from None
     task.check_compatible(family, archs + unseen)
@@ -121,6 +135,7 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
         raise ConfigError(f"zoo.num_targets={spec.num_targets} exceeds zoo.max_targets={z.max_targets}; raise zoo.max_targets if you mean it")
     ctx = FeatureContext.create(family, task, container, probe, int(cfg.target.get("probe_seed", 0)))
     features = build_features(cfg, ctx)
+    _check_predictor_sizes(cfg, family, in_dim=features.dim, out_dim=family.num_params(container))
     show = bool(z.get("progress", False)) if progress is None else progress
     strategy, device = str(z.get("strategy") or "auto"), z.get("device") or None
     select_kernel(family, task, recipe, device, strategy)  # a bad zoo.strategy or zoo.device fails here, before any work
