@@ -89,6 +89,19 @@ def _loader(split: dict[str, Tensor], batch_size: int) -> DataLoader:
     return DataLoader(dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False), batch_size=None)
 
 
+def held_out_groups(task: Any, split: dict[str, Tensor], limit: int = 12) -> str | None:
+    """The split's task groups, each shown by the descriptor of its first task (e.g. a pair of digits)."""
+    groups = task.split_groups(split["descriptor"])
+    if groups is None:
+        return None
+    uniq, inverse = torch.unique(groups, return_inverse=True)
+    if len(uniq) > limit or split["descriptor"].shape[1] > 10:
+        return f"{len(uniq)} task groups"
+    first = torch.full((len(uniq),), len(groups)).scatter_reduce(0, inverse, torch.arange(len(groups)), "amin")
+    reps = sorted(tuple(row) for row in split["descriptor"][first].tolist())
+    return f"{len(uniq)} task groups (descriptor of one task each): " + ", ".join("(" + ", ".join(f"{v:g}" for v in r) + ")" for r in reps)
+
+
 def print_accuracy_and_timing(metrics: dict[str, float], splits: list[str]) -> None:
     """One line per split: accuracies (classification) and prediction vs training time."""
     for split in splits:
@@ -140,6 +153,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             metrics.update({f"{s}/{k}": v for k, v in time_predict_vs_train(predictor, datamodule.splits[s], recipe).items()})
     path = write_metrics(output_dir, metrics)
     print_metrics_table(metrics, wanted)
+    for s in wanted:
+        if groups := held_out_groups(predictor.task, datamodule.splits[s]):
+            print(f"[{s}] {int(metrics[f'{s}/num_tasks'])} tasks in {groups}")
     print_accuracy_and_timing(metrics, wanted)
     log.info("Metrics written to %s", path)
     return metrics

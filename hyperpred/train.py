@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hyperpred.errors import ConfigError
+from hyperpred.evaluate import print_accuracy_and_timing
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
@@ -84,6 +85,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             path = write_metrics(output_dir, metrics)
             print_metrics_table(metrics, datamodule.test_split_names)
+            print_accuracy_and_timing(metrics, datamodule.test_split_names)
             log.info("Metrics written to %s", path)
             if not trainer.fast_dev_run:
                 weight_histograms(module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png")
