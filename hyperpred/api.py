@@ -66,6 +66,8 @@ class Predictor:
         if self.features.dim != hp["in_dim"]:
             raise ConfigError(f"{source}: its features {self.features.dims} give {self.features.dim} values, the predictor takes {hp['in_dim']}")
         self.oracle_features = [name for name, f in self.features.features.items() if f.is_oracle]
+        #: a width-agnostic predictor also answers for architectures wider than the training container
+        self.width_agnostic = bool(getattr(module.predictor, "width_agnostic", False))
 
     @property
     def device(self) -> torch.device:
@@ -96,7 +98,7 @@ class Predictor:
         for field, value, limit in zip(fam.arch_fields, parsed, self.container):
             if field in fam.fixed_fields and value != limit:
                 raise ConfigError(f"checkpoint {self.source} predicts '{fam.name}' targets with {field}={limit}; got {field}={value}")
-            if value > limit:
+            if value > limit and not self.width_agnostic:
                 raise ConfigError(f"checkpoint {self.source} predicts '{fam.name}' targets up to {fam.arch_to_dict(self.container)}; {field}={value} is larger")
         return parsed
 
@@ -143,23 +145,26 @@ class Predictor:
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def predict_flat(self, archs: Tensor, support_x: Tensor, support_y: Tensor, descriptor: Tensor | None = None) -> Tensor:
-        """Batched core: flat container parameters ``[B, P]`` for ``archs [B, A]`` and their support data."""
+    def predict_flat(self, archs: Tensor, support_x: Tensor, support_y: Tensor, descriptor: Tensor | None = None, container: Arch | None = None) -> Tensor:
+        """Batched core: flat parameters ``[B, P]`` at ``container`` (default: the training container)."""
         batch = {"archs": archs, "support_x": support_x, "support_y": support_y}
         if self.oracle_features:
             if descriptor is None:
                 raise ConfigError(f"checkpoint {self.source} uses the oracle feature(s) {self.oracle_features}: pass each task's true descriptor")
             batch["descriptor"] = descriptor
         features = self.features.compute({k: v.cpu() for k, v in batch.items()})
-        return self.module(features.to(self.device), {k: v.to(self.device) for k, v in batch.items()})
+        return self.module(features.to(self.device), {k: v.to(self.device) for k, v in batch.items()}, container)
 
     def _predict(self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any) -> tuple[list[Arch], list[Params], bool]:
         archs, many = self.parse_archs(arch)
         x, y, batched = self.support_tensors(support, archs)
         archs = archs * x.shape[0] if len(archs) == 1 else archs
+        container = self.family.container([self.container, *archs])
+        if self.family.output_shape(container) != self.family.output_shape(self.container):
+            raise ConfigError(f"checkpoint {self.source} predicts '{self.family.name}' targets with outputs {self.family.output_shape(self.container)}; the architectures need {self.family.output_shape(container)}")
         d = None if descriptor is None else torch.as_tensor(np.asarray(descriptor), dtype=torch.get_default_dtype()).reshape(len(archs), -1)
-        flat = self.predict_flat(arch_tensor(archs), x, y, d).cpu()
-        params = self.family.unflatten(flat, self.container)
+        flat = self.predict_flat(arch_tensor(archs), x, y, d, container).cpu()
+        params = self.family.unflatten(flat, container)
         per_task = [{k: v[i] for k, v in params.items()} for i in range(len(archs))]
         return archs, per_task, batched or many
 
@@ -255,15 +260,15 @@ def predict_to_files(ckpt_path: str | Path, arch: ArchSpec, support: str | Path,
     x, y, batched = predictor.support_tensors(support, [parsed])
     if batched:
         raise ConfigError(f"support file {support}: holds {x.shape[0]} tasks; scripts/predict.py writes one target, use the Python API for batches")
-    state = predictor.predict(parsed, support)
+    model = predictor.materialize(parsed, support)
     fam = predictor.family
-    params = {k: v.unsqueeze(0) for k, v in fam.pad(fam.params_from_state(state), predictor.container).items()}
-    archs = arch_tensor([parsed])
-    logits = fam.forward(params, x, archs)
-    mask = fam.output_mask(archs, predictor.container)
-    fit = {"support_loss": float(predictor.task.loss(logits, y, mask)[0])}
+    out_shape = fam.output_shape(parsed)
+    with torch.no_grad():
+        pred = model(x[0]).unsqueeze(0)
+    y = y[(slice(None), slice(None), *(slice(0, n) for n in out_shape))]
+    fit = {"support_loss": float(predictor.task.loss(pred, y)[0])}
     if predictor.task.classification:
-        fit["support_accuracy"] = float(predictor.task.accuracy(logits, y, mask)[0])
+        fit["support_accuracy"] = float(predictor.task.accuracy(pred, y)[0])
     extra = {"checkpoint": str(ckpt_path), "task": predictor.task.describe(), "support": str(support), "n_support": int(x.shape[1]), **fit}
-    weights, meta = save_target(out, predictor.module.hparams.family, fam, parsed, state, extra)
+    weights, meta = save_target(out, predictor.module.hparams.family, fam, parsed, model.state_dict(), extra)
     return {"weights": str(weights), "arch": str(meta), **fit}

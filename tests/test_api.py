@@ -138,3 +138,18 @@ def test_checkpoint_carries_family_features_and_normalization(linear_ckpt):
     assert {"feature_mean", "feature_std", "param_mean", "param_std"} <= set(ckpt["state_dict"])
     p = load_predictor(linear_ckpt)
     assert p.describe()["family"]["name"] == "linear" and p.describe()["task"]["name"] == "digits"
+
+
+def test_width_agnostic_checkpoint_materializes_wider_targets(tmp_path):
+    """A width-agnostic predictor answers for widths beyond its training container (here 16 → 64)."""
+    train(compose_config(["predictor=width_agnostic", "logger=none", "target.archs=[{hidden:8},{hidden:16}]"], tmp_path))
+    p = load_predictor(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert p.width_agnostic and p.container == (16,)
+    x = torch.linspace(-5, 5, 40).unsqueeze(1)
+    y = 2 * torch.sin(x + 1)
+    model = p.materialize({"hidden": 64}, (x, y))
+    assert model.hidden.out_features == 64
+    flat = p.predict_flat(arch_tensor([(64,)]), x[None], y[None], container=(64,))
+    expected = p.family.forward(p.family.unflatten(flat, (64,)), x[None], arch_tensor([(64,)]))[0]
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-5)
