@@ -11,14 +11,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hyperpred.checkpoints import check_resume_checkpoint
 from hyperpred.errors import ConfigError
 from hyperpred.evaluate import print_accuracy_and_timing
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
+from hyperpred.plots import prediction_grids
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
-    RunIdentity, finish_wandb, instantiate_list, print_metrics_table, read_checkpoint_identity, resolve_num_threads,
+    RunIdentity, check_process_launch, finish_wandb, instantiate_list, print_metrics_table, read_checkpoint_identity, resolve_num_threads,
     update_run_info, write_metrics, write_run_info, zoo_content_hash,
 )
 from hyperpred.utils.wandb_run import prepare_wandb_config, record_provenance
@@ -35,13 +37,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
     parts = build_parts(cfg)  # validates everything cheap; nothing trained yet
+    if cfg.get("ckpt_path"):  # a truncated file or another family's checkpoint fails here, in one line
+        check_resume_checkpoint(cfg.ckpt_path, family=_plain(cfg.target.family), task=_plain(cfg.task))
     identity = read_checkpoint_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, **cfg.data)
+    datamodule = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, canonicalize=cfg.loss.get("canonicalize"), **cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
 
@@ -50,6 +54,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer=_plain(cfg.optimizer), scheduler=_plain(cfg.get("scheduler")), container=list(datamodule.zoo.container),
         in_dim=datamodule.in_dim, out_dim=datamodule.out_dim, features=_plain(cfg.features),
         probe={"arch": _plain(cfg.target.get("probe_arch")), "seed": int(cfg.target.get("probe_seed", 0))},
+        finetune={"lr": float(cfg.zoo.lr), "steps": int(cfg.zoo.steps), "batch_size": cfg.zoo.get("batch_size"), **(_plain(cfg.get("finetune")) or {})},
         run_config=_plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
     )
     module.set_normalization(datamodule.stats)
@@ -67,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_list(cfg.get("callbacks"))
     callbacks.append(RunIdentity({"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_process_launch(trainer)
     exit_code = 1
     try:
         for lg in loggers:
@@ -89,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Metrics written to %s", path)
             if not trainer.fast_dev_run:
                 weight_histograms(module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png")
+                prediction_grids(module, datamodule.splits, output_dir / PLOTS_DIR)
                 log_images(loggers, run_images(output_dir), output_dir)
         exit_code = 0
     finally:
