@@ -23,10 +23,39 @@ class PredictionLoss:
 
     weight: float = 1.0
     functional: float = 0.0
+    #: Sort each target's hidden units by this key before the weight loss (see hyperpred.symmetry);
+    #: applied to the zoo's targets by the data module. null: targets as trained.
+    canonicalize: str | None = None
+    #: "none": the functional term is the mean query loss over tasks; "support_var": each task's
+    #: query loss is divided by the variance of its support targets first, so that tasks of small
+    #: amplitude weigh as much as large ones (the variance is known at prediction time).
+    functional_scale: str = "none"
+    #: Width-agnostic predictors only: evaluate the functional term at a width drawn uniformly per
+    #: target from the training widths' range, not at the zoo target's width. The decoder then
+    #: sees every lattice of unit coordinates in the range, not four, and learns one smooth
+    #: function of the coordinate instead of one per width: what serving unseen widths needs.
+    width_augment: bool = False
 
     def __post_init__(self) -> None:
         if self.weight < 0 or self.functional < 0 or self.weight + self.functional <= 0:
             raise ValueError(f"loss.weight and loss.functional must be >= 0 and not both 0, got {self.weight}, {self.functional}")
+        if self.functional_scale not in FUNCTIONAL_SCALES:
+            raise ValueError(f"loss.functional_scale must be one of {list(FUNCTIONAL_SCALES)}, got {self.functional_scale!r}")
+        if self.canonicalize is not None:
+            from hyperpred.symmetry import KEYS
+
+            if self.canonicalize not in KEYS:
+                raise ValueError(f"loss.canonicalize must be null or one of {list(KEYS)}, got {self.canonicalize!r}")
+
+    def functional_term(self, query_loss: Tensor, support_y: Tensor) -> Tensor:
+        """Mean over tasks of the per-task query loss ``[B]``, scaled as configured."""
+        if self.functional_scale == "support_var":
+            var = support_y.flatten(2).var(1, unbiased=False).mean(1)
+            return (query_loss / (var + 1e-3)).mean()
+        return query_loss.mean()
 
     def combine(self, weight_mse: Tensor, functional: Tensor) -> Tensor:
         return self.weight * weight_mse + self.functional * functional
+
+
+FUNCTIONAL_SCALES = ("none", "support_var")

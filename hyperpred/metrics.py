@@ -42,7 +42,26 @@ def summarize(per_target: dict[str, Tensor]) -> dict[str, float]:
         out.update({k: _nanmean(per_target[k]) for k in ACCURACY_KEYS if k in per_target})
         # the goal "predicted classifiers reach x% of the trained ones' accuracy", over the split
         out["accuracy_ratio"] = out["pred_accuracy"] / max(out["trained_accuracy"], EPS)
+    if "finetune_steps_fraction" in per_target:
+        out.update(summarize_finetune(per_target["finetune_steps_fraction"], per_target.get("finetune_reached")))
     out["num_tasks"] = float(len(pred))
+    return out
+
+
+def summarize_finetune(fraction: Tensor, reached: Tensor | None = None) -> dict[str, float]:
+    """Fine-tuning steps from the prediction / the trained target's steps, over tasks.
+
+    ``fraction`` is per task, counted at the budget for tasks that did not reach the trained loss
+    within it (``reached`` = 0). ``finetune_steps_fraction`` is the median (like the loss ratios),
+    ``finetune_steps_fraction_mean`` the mean, ``finetune_reached`` the share of tasks that got
+    there. Where ``finetune_reached`` < 1 the numbers are lower bounds for the unreached tasks.
+    """
+    ok = torch.isfinite(fraction)
+    if not ok.any():
+        return {}
+    out = {"finetune_steps_fraction": fraction[ok].median().item(), "finetune_steps_fraction_mean": fraction[ok].mean().item()}
+    if reached is not None:
+        out["finetune_reached"] = reached[ok].to(fraction.dtype).mean().item()
     return out
 
 

@@ -80,6 +80,7 @@ class ZooDataModule(pl.LightningDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         shuffle_seed: int | None = None,
+        canonicalize: str | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
@@ -96,6 +97,7 @@ class ZooDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.canonicalize = canonicalize  # sort hidden units of the targets by this key (loss.canonicalize)
         # Batch order depends on (shuffle_seed, epoch) only, so a resumed run replays it exactly.
         self.shuffle_seed = int(torch.initial_seed() if shuffle_seed is None else shuffle_seed) % 2**31
         self.zoo: Zoo | None = None
@@ -117,11 +119,19 @@ class ZooDataModule(pl.LightningDataModule):
         family, container = self.builder.family, zoo.container
         features = self.features.compute({k: t[k] for k in ("archs", "support_x", "support_y", "descriptor", "index")})
         mask = family.flat_mask(t["archs"], container)
+        if self.canonicalize:
+            from hyperpred.symmetry import canonicalize_flat
+
+            t = {**t, "params": canonicalize_flat(family, t["params"], t["archs"], container, self.canonicalize)}
         rows = self._split_rows(t["archs"], t["finite"], self.builder.task.split_groups(t["descriptor"]))
         train = rows["train"]
         f_mean, f_std = masked_mean_std(features[train], torch.ones_like(features[train], dtype=torch.bool))
         p_mean, p_std = masked_mean_std(t["params"][train], mask[train])
         self.stats = {"feature_mean": f_mean, "feature_std": f_std, "param_mean": p_mean, "param_std": p_std}
+        self.stats["arch_min"], self.stats["arch_max"] = t["archs"][train].min(0).values, t["archs"][train].max(0).values
+        for key in ("support_x", "support_y"):  # per-coordinate moments, for predictors that read the support set
+            flat = t[key][train].flatten(2).flatten(0, 1).to(torch.get_default_dtype())
+            self.stats[f"{key}_mean"], self.stats[f"{key}_std"] = masked_mean_std(flat, torch.ones_like(flat, dtype=torch.bool))
         mean_params = group_mean(t["params"][train], mask[train], t["archs"][train], t["archs"])
         for name, idx in rows.items():
             split = {k: t[k][idx] for k in BATCH_KEYS}

@@ -9,9 +9,12 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
+from hyperpred.errors import ConfigError
+from hyperpred.finetune import finetune_steps
 from hyperpred.lit.sampler import first_occurrences
 from hyperpred.losses import PredictionLoss, masked_weight_mse
 from hyperpred.metrics import summarize
+from hyperpred.predictors.base import build_predictor
 from hyperpred.targets.base import Params, TargetFamily
 from hyperpred.tasks.base import Task
 from hyperpred.zoo.training import per_target_loss
@@ -22,8 +25,12 @@ class WeightPredictionModule(pl.LightningModule):
 
     Every constructor argument is a plain dict or number, so the checkpoint alone rebuilds the
     family, the task, the predictor and the feature normalization (buffers).
-    The predictor works in normalized units: ``params = param_mean + param_std · predictor(z)``
-    with ``z`` the standardized features, so a zero output is the training zoo's mean weights.
+    A predictor with ``output_space == "normalized"`` works in normalized units:
+    ``params = param_mean + param_std · predictor(z)`` with ``z`` the standardized features, so a
+    zero output is the training zoo's mean weights. A ``"raw"`` predictor (the width-agnostic
+    decoder) returns parameters directly, at any container it is asked for.
+    ``finetune`` (lr, steps, batch_size of the zoo's recipe; ``max_factor``) turns on the
+    ``finetune_steps_fraction`` test metric.
     """
 
     def __init__(
@@ -40,6 +47,7 @@ class WeightPredictionModule(pl.LightningModule):
         probe: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         run_config: dict[str, Any] | None = None,
+        finetune: dict[str, Any] | None = None,
     ) -> None:
         """``run_config`` (the run's resolved config, plain) is only stored: evaluation rebuilds the zoo from it."""
         super().__init__()
@@ -47,25 +55,56 @@ class WeightPredictionModule(pl.LightningModule):
         self.family: TargetFamily = instantiate(family)
         self.task: Task = instantiate(task)
         self.container = tuple(container)
-        self.predictor = instantiate(predictor, in_dim=in_dim, out_dim=out_dim)
+        self.predictor = build_predictor(predictor, in_dim=in_dim, out_dim=out_dim, family=self.family, container=self.container)
         self.objective = PredictionLoss(**loss)
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
         self.register_buffer("param_mean", torch.zeros(out_dim))
         self.register_buffer("param_std", torch.ones(out_dim))
+        # range of the training architectures (for loss.width_augment)
+        self.register_buffer("arch_min", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
+        self.register_buffer("arch_max", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
+        if self.objective.width_augment:
+            if not getattr(self.predictor, "width_agnostic", False):
+                raise ConfigError(f"loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not {type(self.predictor).__name__}")
+            arch_features = [k for k, v in (features or {}).items() if str(v.get("_target_", "")).endswith("ArchFeature")]
+            if arch_features:
+                raise ConfigError(f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that feature")
         self.test_split_names: list[str] = ["test"]
         self._test_outputs: dict[int, list[dict[str, Tensor]]] = {}
+        self._finetune_inputs: dict[int, list[dict[str, Tensor]]] = {}
         self.test_metrics: dict[str, float] = {}
 
     def set_normalization(self, stats: dict[str, Tensor]) -> None:
         for name in ("feature_mean", "feature_std", "param_mean", "param_std"):
             getattr(self, name).copy_(stats[name])
+        for name in ("arch_min", "arch_max"):
+            if name in stats:
+                getattr(self, name).copy_(stats[name])
+        if hasattr(self.predictor, "set_data_stats"):
+            self.predictor.set_data_stats(stats)
 
     # ------------------------------------------------------------------ prediction
-    def forward(self, features: Tensor) -> Tensor:
-        """Raw (unnormalized) flat parameters ``[B, P]`` at the container architecture."""
+    def forward(self, features: Tensor, batch: dict[str, Tensor] | None = None, container: tuple[int, ...] | None = None) -> Tensor:
+        """Raw flat parameters ``[B, P]`` at ``container`` (default: the training container).
+
+        ``batch`` gives ``archs`` and the support pairs to predictors that read them; only a
+        width-agnostic predictor can answer for another container (e.g. wider than any in training).
+        """
+        container = self.container if container is None else tuple(container)
+        if batch is None and (getattr(self.predictor, "needs_support", False) or getattr(self.predictor, "width_agnostic", False)):
+            raise ConfigError(f"predictor {type(self.predictor).__name__} reads the batch (archs, support_x, support_y): call module(features, batch)")
         z = (features - self.feature_mean) / self.feature_std
-        return self.param_mean + self.param_std * self.predictor(z)
+        out = self.predictor(z, batch, container)
+        if getattr(self.predictor, "output_space", "normalized") == "raw":
+            return out
+        if container != self.container:
+            raise ConfigError(f"predictor {type(self.predictor).__name__} predicts only the training container {self.container}, not {container}; use a width-agnostic predictor")
+        return self.param_mean + self.param_std * out
+
+    def predict(self, batch: dict[str, Tensor], container: tuple[int, ...] | None = None) -> Tensor:
+        """Flat parameters for a batch dict (``features``, ``archs``, ``support_x``, ``support_y``)."""
+        return self(batch["features"], batch, container)
 
     def unflatten(self, flat: Tensor) -> Params:
         return self.family.unflatten(flat, self.container)
@@ -79,13 +118,28 @@ class WeightPredictionModule(pl.LightningModule):
         return self.task.accuracy(logits, batch["query_y"], self.family.output_mask(batch["archs"], self.container))
 
     # ------------------------------------------------------------------ training
+    def augmented_archs(self, archs: Tensor) -> Tensor:
+        """Each field drawn uniformly from the training range ``[arch_min, arch_max]`` (loss.width_augment)."""
+        span = (self.arch_max - self.arch_min + 1).to(torch.get_default_dtype())
+        return self.arch_min + (torch.rand(archs.shape, device=archs.device) * span).long().clamp_max(self.arch_max - self.arch_min)
+
     def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
-        pred = self(batch["features"])
-        weight_mse = masked_weight_mse(pred, batch["params"], batch["mask"]).mean()
-        func = self.query_loss(pred, batch).mean()
-        loss = self.objective.combine(weight_mse, func)
         n = batch["archs"].shape[0]
-        self.log_dict({f"{split}/loss": loss, f"{split}/weight_mse": weight_mse, f"{split}/query_loss": func}, batch_size=n, prog_bar=split == "val", on_epoch=True, on_step=False, sync_dist=True)
+        augment = split == "train" and self.objective.width_augment
+        logs = {}
+        weight_mse = torch.zeros((), device=batch["features"].device)
+        if not augment or self.objective.weight:
+            pred = self(batch["features"], batch)
+            weight_mse = masked_weight_mse(pred, batch["params"], batch["mask"]).mean()
+            logs[f"{split}/weight_mse"] = weight_mse
+        if augment:  # the functional term at other widths of the training range
+            batch = {**batch, "archs": self.augmented_archs(batch["archs"])}
+            pred = self(batch["features"], batch)
+        per_task = self.query_loss(pred, batch)
+        func = per_task.mean()
+        loss = self.objective.combine(weight_mse, self.objective.functional_term(per_task, batch["support_y"]) if self.objective.functional else func)
+        logs.update({f"{split}/loss": loss, f"{split}/query_loss": func})
+        self.log_dict(logs, batch_size=n, prog_bar=split == "val", on_epoch=True, on_step=False, sync_dist=True)
         return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -96,7 +150,7 @@ class WeightPredictionModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        pred = self(batch["features"])
+        pred = self(batch["features"], batch)
         mean = torch.nan_to_num(batch["mean_params"], nan=0.0)
         has_mean = torch.isfinite(batch["mean_params"]).all(1)
         nan = torch.full_like(batch["query_loss"], float("nan"))
@@ -111,6 +165,36 @@ class WeightPredictionModule(pl.LightningModule):
             "index": batch["index"],
         }
         self._test_outputs.setdefault(dataloader_idx, []).append({k: v.detach() for k, v in out.items()})
+        if self._finetune_budget():
+            keep = ("archs", "support_x", "support_y", "query_x", "query_y", "query_loss")
+            self._finetune_inputs.setdefault(dataloader_idx, []).append({"pred": pred.detach(), **{k: batch[k] for k in keep}})
+
+    def _finetune_budget(self) -> int:
+        """Adam steps allowed when fine-tuning from predictions (0: metric off)."""
+        ft = self.hparams.get("finetune") or {}
+        if not ft.get("enabled", True) or not ft.get("steps"):
+            return 0
+        return max(1, round(float(ft.get("max_factor", 1.0)) * int(ft["steps"])))
+
+    def _finetune_fraction(self, inputs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Per target: Adam steps from the prediction to the trained query loss / the zoo's steps.
+
+        Targets that do not get there within the budget count at the budget, flagged in ``finetune_reached``.
+        """
+        ft = self.hparams.finetune
+        with torch.inference_mode(False):  # Lightning tests under inference mode; fine-tuning needs autograd
+            b = {k: torch.cat([i[k] for i in inputs]).clone() for k in inputs[0]}
+            steps = self._run_finetune(b, ft)
+        reached = torch.isfinite(steps)
+        steps = torch.where(reached, steps, torch.full_like(steps, float(self._finetune_budget())))
+        return {"finetune_steps_fraction": steps / int(ft["steps"]), "finetune_reached": reached.to(steps.dtype)}
+
+    def _run_finetune(self, b: dict[str, Tensor], ft: dict[str, Any]) -> Tensor:
+        return finetune_steps(
+            self.family, self.task, b["pred"], b["archs"], self.container, b["support_x"], b["support_y"], b["query_x"], b["query_y"],
+            threshold=b["query_loss"], lr=float(ft["lr"]), max_steps=self._finetune_budget(), batch_size=ft.get("batch_size"),
+            generator=torch.Generator().manual_seed(int(ft.get("seed", 0))),
+        )
 
     def _accuracies(self, pred: Tensor, mean: Tensor, has_mean: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Query accuracy of the predicted, trained, initial and zoo-mean weights, per target."""
@@ -124,11 +208,14 @@ class WeightPredictionModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = {}
+        self._finetune_inputs = {}
         self.test_metrics = {}
 
     def on_test_epoch_end(self) -> None:
         for idx, outputs in sorted(self._test_outputs.items()):
             per_target = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+            if idx in self._finetune_inputs:  # per rank, before gathering: each rank fine-tunes its own targets
+                per_target.update(self._finetune_fraction(self._finetune_inputs.pop(idx)))
             per_target = {k: self.all_gather(v).flatten() if self.trainer.world_size > 1 else v for k, v in per_target.items()}
             keep = first_occurrences(per_target.pop("index"))  # DDP ranks pad with repeated targets: count each once
             per_target = {k: v[keep] for k, v in per_target.items()}

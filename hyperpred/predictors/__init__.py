@@ -1,5 +1,15 @@
-"""Weight predictors: plain ``nn.Module``s from a conditioning vector to flat target parameters."""
+"""Weight predictors: plain ``nn.Module``s from conditioning to target parameters.
 
+* :class:`MLPPredictor` — the seed's: one output per parameter of a fixed container.
+* :class:`WidthAgnosticDecoder` — generates each unit from its coordinate: any width.
+* :class:`SetConditionedPredictor` — wraps either with a learned :class:`SetEncoder` of the support set.
+"""
+
+from hyperpred.predictors.base import Predictor, build_predictor, call_with_context
+from hyperpred.predictors.conditioned import SetConditionedPredictor
 from hyperpred.predictors.mlp import MLPPredictor
+from hyperpred.predictors.set_encoder import SetEncoder
+from hyperpred.predictors.units import UnitLayout
+from hyperpred.predictors.width_agnostic import WidthAgnosticDecoder
 
-__all__ = ["MLPPredictor"]
+__all__ = ["Predictor", "build_predictor", "call_with_context", "MLPPredictor", "SetEncoder", "SetConditionedPredictor", "UnitLayout", "WidthAgnosticDecoder"]
