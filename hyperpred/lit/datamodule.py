@@ -183,7 +183,10 @@ class ZooDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = TensorDictDataset(self.splits[split])
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        # DDP shards training only. Every rank evaluates the whole val/test split (forward passes, small):
+        # val metrics then equal one process's exactly, and the module drops the test copies by index.
+        sharded = self.trainer is not None and split == "train"
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if sharded else (0, 1)
         if self.trainer is not None and self.trainer.overfit_batches:  # the same first batches every epoch
             sampler = SequentialBatchSampler(len(dataset), self.batch_size)
         else:

@@ -217,7 +217,7 @@ class WeightPredictionModule(pl.LightningModule):
             if idx in self._finetune_inputs:  # per rank, before gathering: each rank fine-tunes its own targets
                 per_target.update(self._finetune_fraction(self._finetune_inputs.pop(idx)))
             per_target = {k: self.all_gather(v).flatten() if self.trainer.world_size > 1 else v for k, v in per_target.items()}
-            keep = first_occurrences(per_target.pop("index"))  # DDP ranks pad with repeated targets: count each once
+            keep = first_occurrences(per_target.pop("index"))  # under DDP every rank tests the whole split: count each target once
             per_target = {k: v[keep] for k, v in per_target.items()}
             split = self.test_split_names[idx]
             summary = {f"{split}/{k}": v for k, v in summarize(per_target).items()}

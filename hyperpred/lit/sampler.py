@@ -9,7 +9,8 @@ permutation into *global* batches of ``batch_size`` rows, and gives rank ``r`` o
 ``r, r + W, ...`` of each global batch. Averaging gradients over ranks (DDP) then reproduces the
 single-process step on the same global batch. A global batch with fewer rows than a multiple of
 ``W`` is padded by repeating its first rows so that every rank steps the same number of times
-(no rank waits forever in a collective); evaluation drops the repeats by the ``index`` column.
+(no rank waits forever in a collective). The datamodule shards only the training split this
+way; every rank evaluates whole val/test splits, so evaluation needs no padding.
 It subclasses ``DistributedSampler`` only so that Lightning leaves it in place and calls
 ``set_epoch`` on it.
 """
