@@ -157,11 +157,11 @@ class Predictor:
 
     def _predict(self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any) -> tuple[list[Arch], list[Params], bool]:
         archs, many = self.parse_archs(arch)
-        x, y, batched = self.support_tensors(support, archs)
-        archs = archs * x.shape[0] if len(archs) == 1 else archs
-        container = self.family.container([self.container, *archs])
+        container = self.family.container([self.container, *archs])  # wider only for width-agnostic predictors
         if self.family.output_shape(container) != self.family.output_shape(self.container):
             raise ConfigError(f"checkpoint {self.source} predicts '{self.family.name}' targets with outputs {self.family.output_shape(self.container)}; the architectures need {self.family.output_shape(container)}")
+        x, y, batched = self.support_tensors(support, archs)
+        archs = archs * x.shape[0] if len(archs) == 1 else archs
         d = None if descriptor is None else torch.as_tensor(np.asarray(descriptor), dtype=torch.get_default_dtype()).reshape(len(archs), -1)
         flat = self.predict_flat(arch_tensor(archs), x, y, d, container).cpu()
         params = self.family.unflatten(flat, container)

@@ -67,13 +67,17 @@ def _read_csv(path: Path) -> np.ndarray:
     return np.asarray(rows)
 
 
-def check_finite(name: str, values: Tensor, source: str) -> None:
-    """Fail naming ``source``, the array and the first bad samples when ``values`` has NaN or Inf."""
+def check_finite(name: str, values: Tensor, lead_dims: int, source: str) -> None:
+    """Fail naming ``source``, the array and the first bad samples when ``values`` has NaN or Inf.
+
+    ``values`` is ``[samples, ...]`` (``lead_dims`` = 1) or ``[tasks, samples, ...]`` (2).
+    """
     bad = ~torch.isfinite(values)
     if bad.any():
-        rows = torch.nonzero(bad.reshape(-1, values.shape[-1]).any(1) if values.dim() > 1 else bad).flatten()
+        per_sample = bad.flatten(lead_dims).any(-1) if values.dim() > lead_dims else bad
+        samples = torch.nonzero(per_sample)[:, -1].unique().tolist()
         kind = "NaN" if torch.isnan(values).any() else "infinite"
-        raise ConfigError(f"{source}: {int(bad.sum())} {kind} value(s) in {name} (samples {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''})")
+        raise ConfigError(f"{source}: {int(bad.sum())} {kind} value(s) in {name} (samples {samples[:5]}{' ...' if len(samples) > 5 else ''})")
 
 
 def to_tensor(name: str, values: object, source: str) -> Tensor:
@@ -101,7 +105,7 @@ def shape_inputs(x: Tensor, in_shape: Sequence[int], source: str) -> tuple[Tenso
     if lead[-1] == 0:
         raise ConfigError(f"{source}: no samples")
     x = x.reshape(*lead, *in_shape).to(torch.get_default_dtype())
-    check_finite("x", x, source)
+    check_finite("x", x, len(lead), source)
     return (x, True) if len(lead) == 2 else (x.unsqueeze(0), False)
 
 
@@ -113,7 +117,7 @@ def shape_targets(
     ``out_shapes`` is each task's own output shape (its number of classes for classification).
     """
     b, n = lead
-    check_finite("y", y.to(torch.get_default_dtype()), source)
+    check_finite("y", y.to(torch.get_default_dtype()), 2 if batched else 1, source)
     if classification and y.dim() == (2 if batched else 1):
         labels = y.reshape(-1, y.shape[-1])
         if tuple(labels.shape) != (b, n):
@@ -124,8 +128,9 @@ def shape_targets(
         k = torch.tensor([s[0] for s in out_shapes]).unsqueeze(1)
         wrong = (labels < 0) | (labels >= k)
         if wrong.any():
-            row = int(torch.nonzero(wrong)[0, 1])
-            raise ConfigError(f"{source}: class label {int(labels.flatten()[wrong.flatten()][0])} (sample {row}) is outside 0..{int(k.min()) - 1} for the architecture's {int(k.min())} classes")
+            task, sample = (int(i) for i in torch.nonzero(wrong)[0])
+            kk = int(k[task, 0])
+            raise ConfigError(f"{source}: class label {int(labels[task, sample])} (sample {sample}) is outside 0..{kk - 1} for the architecture's {kk} classes")
         return torch.nn.functional.one_hot(labels, container_out[0]).to(torch.get_default_dtype())
     shapes = {tuple(s) for s in out_shapes}
     if len(shapes) > 1:
