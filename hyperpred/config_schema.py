@@ -106,6 +106,7 @@ RULES: tuple[Rule, ...] = (
     Rule("loss.width_augment", "true or false", lambda v: isinstance(v, bool)),
     Rule("finetune.enabled", "true or false", lambda v: isinstance(v, bool)),
     Rule("finetune.max_factor", "a number > 0", positive_number),
+    Rule("finetune.check_every", "a positive integer", positive_int),
     Rule("optimizer.lr", "a number > 0", positive_number),
     Rule("trainer.max_epochs", "a positive integer or -1", max_epochs),
     Rule("num_threads", "null or a positive integer", optional(positive_int)),

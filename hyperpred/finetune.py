@@ -3,10 +3,8 @@
 ``finetune_steps_fraction`` = (Adam steps from the predicted weights until a target's query loss
 first reaches its trained counterpart's) / (steps the trained target took). 0 means the
 prediction is already as good as training; 1 means it saves nothing. Fine-tuning uses the zoo's
-recipe (Adam, learning rate, batch) on the support set, so the comparison is like for like.
-
-Adam is elementwise, so one optimizer over the stacked ``[B, P]`` parameters, stepping the sum
-of per-target losses, is exactly B independent runs; no loop over targets.
+own machinery (its gradient kernel, its batched Adam, its learning rate and batch), so started
+from a target's init it retraces the zoo's run exactly and the comparison is like for like.
 """
 
 from __future__ import annotations
@@ -18,7 +16,10 @@ from torch import Tensor
 
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task
-from hyperpred.zoo.training import per_target_loss
+from hyperpred.zoo.adam import BatchedAdam
+from hyperpred.zoo.kernels import select_kernel
+from hyperpred.zoo.spec import TrainRecipe
+from hyperpred.zoo.training import minibatch_rows, per_target_loss
 
 
 def finetune_steps(
@@ -35,40 +36,37 @@ def finetune_steps(
     lr: float,
     max_steps: int,
     batch_size: int | None = None,
-    generator: torch.Generator | None = None,
+    check_every: int = 1,
+    seed: int = 0,
 ) -> Tensor:
-    """``[B]`` first step at which each target's query loss ≤ ``threshold`` (0: already there; inf: never within ``max_steps``)."""
+    """``[B]`` first step at which each target's query loss ≤ ``threshold`` (0: already there; inf: not within ``max_steps``).
+
+    The query loss is checked every ``check_every`` steps (and at the last): a count is a multiple
+    of it and never lower than the exact one (a dip below the threshold between two checks that
+    is gone at the next one is missed). Stops as soon as every target got there.
+    """
     b, n = support_x.shape[:2]
     steps = torch.full((b,), float("inf"), dtype=flat.dtype, device=flat.device)
     if b == 0:
         return steps
 
-    def reached(p: Tensor, step: int) -> bool:
+    def check(p: Tensor, step: int) -> bool:
         q = per_target_loss(family, task, family.unflatten(p, container), archs, container, query_x, query_y)
         steps.copy_(torch.where(torch.isinf(steps) & (q <= threshold), torch.full_like(steps, float(step)), steps))
         return bool(torch.isfinite(steps).all())
 
-    params = flat.detach().clone()
     with torch.no_grad():
-        if reached(params, 0) or max_steps <= 0:
+        params = flat.detach() * family.flat_mask(archs, container).to(flat.dtype)  # padding exactly 0, as in the zoo
+        if check(params, 0) or max_steps <= 0:
             return steps
-    params.requires_grad_(True)
-    optimizer = torch.optim.Adam([params], lr=lr)
-    out_mask = family.output_mask(archs, container)
-    rows = torch.arange(b, device=flat.device).unsqueeze(1)
-    minibatch = batch_size is not None and batch_size < n
-    with torch.enable_grad():
+        batch = batch_size if batch_size is not None and batch_size < n else None
+        recipe = TrainRecipe(steps=max_steps, lr=lr, batch_size=batch)
+        kernel = select_kernel(family, task, recipe, flat.device)(family, task, archs, container, support_x, support_y, batch)
+        adam, grad = BatchedAdam(params, lr), torch.empty_like(params)
         for step in range(1, max_steps + 1):
-            if minibatch:
-                idx = torch.randint(n, (b, batch_size), generator=generator).to(flat.device)
-                xb, yb = support_x[rows, idx], support_y[rows, idx]
-            else:
-                xb, yb = support_x, support_y
-            optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(family.forward(family.unflatten(params, container), xb, archs), yb, out_mask)
-            loss.sum().backward()
-            optimizer.step()
-            with torch.no_grad():
-                if reached(params, step):
-                    break
+            rows = None if batch is None else minibatch_rows(seed, step - 1, b, n, batch).to(flat.device)
+            kernel.grad(params, grad, rows)
+            adam.step(grad)
+            if (step % check_every == 0 or step == max_steps) and check(params, step):
+                break
     return steps

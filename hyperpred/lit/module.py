@@ -193,7 +193,7 @@ class WeightPredictionModule(pl.LightningModule):
         return finetune_steps(
             self.family, self.task, b["pred"], b["archs"], self.container, b["support_x"], b["support_y"], b["query_x"], b["query_y"],
             threshold=b["query_loss"], lr=float(ft["lr"]), max_steps=self._finetune_budget(), batch_size=ft.get("batch_size"),
-            generator=torch.Generator().manual_seed(int(ft.get("seed", 0))),
+            check_every=int(ft.get("check_every", 1)), seed=int(ft.get("seed", 0)),
         )
 
     def _accuracies(self, pred: Tensor, mean: Tensor, has_mean: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
