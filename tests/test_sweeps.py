@@ -138,6 +138,7 @@ def test_optuna_search_space_composes():
     assert "optimizer.lr" in cfg.hydra.sweeper.params
 
 
+@pytest.mark.slow
 def test_ddp_inside_a_local_multirun_is_refused_with_the_fix(tmp_path):
     """Lightning would start rank 1 by re-running `-m ...`, i.e. a second copy of the whole sweep."""
     out = run_script("train.py", "-m", "trainer=ddp_sim", "seed=0", *TINY, "hydra.callbacks.report.plots=false", cwd=tmp_path)
