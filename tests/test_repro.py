@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from omegaconf import open_dict
@@ -83,3 +84,25 @@ def test_global_batches_are_the_same_for_any_world_size():
 def test_first_occurrences_drops_ddp_padding_in_order():
     index = torch.tensor([4, 7, 1, 4, 9, 7])
     assert first_occurrences(index).tolist() == [0, 1, 2, 4]
+
+
+PAPER = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("paper_*.yaml"))
+
+
+@pytest.mark.parametrize("paper", PAPER)
+def test_paper_configs_are_their_experiment_plus_paper_tags(paper):
+    """experiment=paper_X reproduces experiment=X exactly (docs/results.md gives the command per table)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={paper}"], return_hydra_config=True)
+        base = compose("train", overrides=[f"experiment={paper.removeprefix('paper_')}"], return_hydra_config=True)
+    assert "paper" in cfg.tags
+    plain = {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("tags", "hydra")}
+    plain_base = {k: v for k, v in OmegaConf.to_container(base).items() if k not in ("tags", "hydra")}
+    assert plain == plain_base
+    assert cfg.hydra.sweeper.params == base.hydra.sweeper.params and cfg.hydra.mode == base.hydra.mode
+    assert "# docs/results.md" in (CONF_DIR / "experiment" / f"{paper}.yaml").read_text()
