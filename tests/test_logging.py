@@ -31,8 +31,9 @@ def test_csv_and_tensorboard_loggers_together(make_cfg):
     assert events and sum(e.stat().st_size for e in events) > 5000  # scalars and the weight-histogram image
 
 
-def test_no_logger_still_writes_metrics_and_plots(make_cfg):
-    cfg = make_cfg("logger=none")
+@pytest.mark.parametrize("predictor", ["mlp", "set_width_agnostic"])
+def test_no_logger_still_writes_metrics_and_plots(make_cfg, predictor):
+    cfg = make_cfg("logger=none", f"predictor={predictor}")
     train(cfg)
     out = _out(cfg)
     assert (out / "metrics.json").is_file() and (out / "plots" / "weight_histograms.png").is_file()
