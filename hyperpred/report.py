@@ -118,8 +118,21 @@ def _as_number(value: str | None) -> float | None:
         return None
 
 
+def _value_key(value: str) -> tuple:
+    """Numbers by value, lists of numbers (e.g. widths ``[8,8]``) element-wise, anything else as text."""
+    if (n := _as_number(value)) is not None:
+        return (0, (n,), "")
+    try:
+        parsed = yaml.safe_load(str(value))
+    except yaml.YAMLError:
+        parsed = None
+    if isinstance(parsed, list) and parsed and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in parsed):
+        return (1, tuple(float(x) for x in parsed), "")
+    return (2, (), str(value))
+
+
 def _sort_key(values: tuple[str, ...]) -> tuple:
-    return tuple((0, n, "") if (n := _as_number(v)) is not None else (1, 0.0, str(v)) for v in values)
+    return tuple(_value_key(v) for v in values)
 
 
 def group_rows(jobs: list[Job], keys: list[str]) -> list[Row]:
