@@ -1,18 +1,19 @@
-"""Closed-form forward and backward for the 1→H→1 ReLU MLP, with one big tensor per step.
+"""Closed-form forward and backward for the 1→H→1 ReLU MLP: two big tensors, three GEMMs a step.
 
-With a scalar input, hidden unit j of target b is ``relu(x·w1_j + b1_j)``, so its activation is
-its *gate* ``M = [x·w1_j + b1_j > 0]`` times an affine function of x. Everything the forward and
-the backward pass need is then a contraction of the gate tensor ``M [c, m, H]`` with small
-per-target vectors:
+With a scalar input, hidden unit j of target b is ``h_nj = relu(x_n·w1_j + b1_j)`` and its gate
+is ``M_nj = [h_nj > 0]``. The forward pass and every gradient are contractions of ``h`` and
+``M`` (``[c, H, m]``) with small per-target vectors (``g = dL/dy``):
 
-    y    = x · (M @ (w1⊙w2)) + M @ (b1⊙w2) + b2
-    S1_j = Σ_n g_n x_n M_nj,   S0_j = Σ_n g_n M_nj          (g = dL/dy)
-    dw1 = w2 ⊙ S1,  db1 = w2 ⊙ S0,  dw2 = w1 ⊙ S1 + b1 ⊙ S0,  db2 = Σ_n g_n
+    y   = h @ w2 + b2
+    dw2 = Σ_n g_n h_nj,   S1_j = Σ_n g_n x_n M_nj,   S0_j = Σ_n g_n M_nj
+    dw1 = w2 ⊙ S1,  db1 = w2 ⊙ S0,  db2 = Σ_n g_n
 
-Per step that is one fused multiply-add to build the pre-activations, one in-place comparison,
-and two batched matrix products, all into buffers allocated once, instead of autograd's dozen
-temporaries of that size. Padded units have ``w1 = b1 = 0``, so their gate is 0 and their
-gradients are exactly 0: they stay zero, as with the masked forward.
+``h`` and ``M`` live in buffers allocated once; per step they are written by four elementwise
+passes and read by three batched GEMMs (forward, ``g @ h``, ``[g; g⊙x] @ M``). The products and
+sums are the ones autograd forms through ``nn.Linear`` (pre-activations rounded as a product
+then a sum, like ``nn.Linear``; ``dw2`` from ``h`` itself, not from ``w1·S1 + b1·S0``, which
+cancels near a kink), so trajectories stay within float32 noise of the seed's per-target loop.
+Padded units have ``w1 = b1 = 0``: their gate is 0, their gradients exactly 0, so they stay 0.
 """
 
 from __future__ import annotations
@@ -45,33 +46,35 @@ class MLPGateKernel(Kernel):
 
     @classmethod
     def bytes_per_target(cls, family: TargetFamily, container: Sequence[int], n: int) -> int:
-        return 4 * n * (container[0] + 12) + 64 * container[0]
+        return 4 * n * (2 * container[0] + 12) + 64 * container[0]
 
     def _bufs(self, m: int) -> tuple[Tensor, ...]:
+        """Buffers for steps of ``m`` samples, allocated once: no temporaries of size ``c·H·m``.
+
+        Hidden activations are laid out ``[c, H, m]``: samples innermost, so every elementwise
+        pass runs over long contiguous rows (about 25% faster than ``[c, m, H]`` on CPU).
+        """
         if m not in self._buffers:
             c, h = self.x.shape[0], self.hidden
             new = lambda *shape: torch.empty(shape, dtype=self.x.dtype, device=self.x.device)  # noqa: E731
-            self._buffers[m] = (new(c, m, h), new(c, 2, h), new(c, 2, m), new(c, 2, m), new(c, 2, h), new(c, m, 1))
+            self._buffers[m] = (new(c, h, m), new(c, h, m), new(c, 1, m), new(c, 2, m), new(c, 1, h), new(c, 2, h))
         return self._buffers[m]
 
     def grad(self, params: Tensor, out: Tensor, rows: Tensor | None = None) -> None:
         x3, y3 = self.batch(rows)
-        x = x3[..., 0]
-        gate, coef, proj, gx, sums, pred3 = self._bufs(x.shape[1])
-        pred = pred3[..., 0]
+        x = x3.transpose(1, 2)  # [c, 1, m]
+        hid, gate, pred, rows_g, dw2, sums = self._bufs(x.shape[2])
         h = self.hidden
         w1, b1, w2, b2 = params[:, :h], params[:, h : 2 * h], params[:, 2 * h : 3 * h], params[:, 3 * h :]
-        torch.addcmul(b1.unsqueeze(1), x3, w1.unsqueeze(1), out=gate)
-        gate.gt_(0)
-        torch.mul(w1, w2, out=coef[:, 0])
-        torch.mul(b1, w2, out=coef[:, 1])
-        torch.bmm(coef, gate.transpose(1, 2), out=proj)
-        torch.addcmul(proj[:, 1], x, proj[:, 0], out=pred).add_(b2)
-        g = output_grad_(self.task, pred3, y3, self.out_mask)[..., 0]
-        torch.mul(g, x, out=gx[:, 0])
-        gx[:, 1].copy_(g)
-        torch.bmm(gx, gate, out=sums)
-        torch.mul(w2, sums[:, 0], out=out[:, :h])
-        torch.mul(w2, sums[:, 1], out=out[:, h : 2 * h])
-        torch.mul(w1, sums[:, 0], out=out[:, 2 * h : 3 * h]).addcmul_(b1, sums[:, 1])
-        torch.sum(g, 1, keepdim=True, out=out[:, 3 * h :])
+        torch.mul(x, w1.unsqueeze(2), out=hid).add_(b1.unsqueeze(2)).clamp_min_(0)
+        torch.sign(hid, out=gate)  # 1 where the unit is active, 0 where not
+        torch.baddbmm(b2.unsqueeze(2), w2.unsqueeze(1), hid, out=pred)
+        g = output_grad_(self.task, pred.transpose(1, 2), y3, self.out_mask).transpose(1, 2)  # [c, 1, m]
+        torch.bmm(g, hid.transpose(1, 2), out=dw2)
+        rows_g[:, 0:1].copy_(g)
+        torch.mul(g, x, out=rows_g[:, 1:2])
+        torch.bmm(rows_g, gate.transpose(1, 2), out=sums)  # [S0; S1]
+        torch.mul(w2, sums[:, 1], out=out[:, :h])
+        torch.mul(w2, sums[:, 0], out=out[:, h : 2 * h])
+        out[:, 2 * h : 3 * h].copy_(dw2[:, 0])
+        torch.sum(g[:, 0], 1, keepdim=True, out=out[:, 3 * h :])
