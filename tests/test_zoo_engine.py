@@ -228,7 +228,7 @@ def key_of(make_cfg, *overrides: str) -> str:
 def test_key_changes_with_data_and_only_with_data(make_cfg):
     base = key_of(make_cfg)
     same = [
-        "seed=7", "logger=csv", "predictor.hidden=32", "loss=weight", "trainer.max_epochs=9", "data.batch_size=8",
+        "seed=7", "logger=csv", "predictor.hidden=[32]", "loss=weight", "trainer.max_epochs=9", "data.batch_size=8",
         "optimizer.lr=0.5", "zoo.progress=true", "zoo.max_targets=5000", "zoo.strategy=autograd", "zoo.shard_index=1",
         "zoo.num_shards=3", "features=[arch]", "tags=[other]",
     ]
