@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,16 +44,20 @@ class Workload:
     strategy: str = "auto"
 
 
-def workloads(n_mlp: int, n_conv: int, n_linear: int, direct: bool) -> list[Workload]:
-    """The reference workloads of issue 3: mlp H=16 on 100 points, conv 3→8 k=3 28×28 batch 32, linear 10→5."""
-    conv_task = TeacherTask(n_support=32, n_query=8)
-    out = [
-        Workload("mlp", MLPFamily(), SineTask(n_support=100, n_query=100), (16,), n_mlp),
-        Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv),
-        Workload("linear", LinearFamily(), SinSumTask(n_support=100, n_query=100), (10, 5), n_linear),
-    ]
-    if direct:
-        out.insert(2, Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv, strategy="affine_direct"))
+def workloads(n_mlp: int, n_conv: int, n_linear: int, extra: bool) -> list[Workload]:
+    """The reference workloads of issue 3: mlp H=16 on 100 points, conv 3→8 k=3 28×28 batch 32, linear 10→5.
+
+    ``extra`` adds forced-kernel rows: plain batched autograd for the mlp (the float32 yardstick for
+    the loss differences) and the direct GEMM kernel for the conv (what non-quadratic losses use).
+    """
+    mlp_task, conv_task = SineTask(n_support=100, n_query=100), TeacherTask(n_support=32, n_query=8)
+    out = [Workload("mlp", MLPFamily(), mlp_task, (16,), n_mlp)]
+    if extra:
+        out.append(Workload("mlp", MLPFamily(), mlp_task, (16,), n_mlp, strategy="autograd"))
+    out.append(Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv))
+    if extra:
+        out.append(Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv, strategy="affine_direct"))
+    out.append(Workload("linear", LinearFamily(), SinSumTask(n_support=100, n_query=100), (10, 5), n_linear))
     return out
 
 
@@ -97,6 +102,14 @@ def seed_loop(family: TargetFamily, archs: torch.Tensor, init: torch.Tensor, x: 
     return losses, time.perf_counter() - t0
 
 
+def _sample(w: Workload) -> tuple[torch.Tensor, ...]:
+    """A few targets of the workload (archs, flat init, support set), for the warm-up."""
+    archs = torch.tensor([list(w.arch)] * 2)
+    g = torch.Generator().manual_seed(0)
+    batch = w.task.sample(w.family, archs, w.arch, g)
+    return archs, w.family.flatten(w.family.init(archs, w.arch, g)), batch.support_x, batch.support_y
+
+
 def build_once(w: Workload, steps: int, lr: float, shard_size: int, device: str) -> tuple[dict[str, torch.Tensor], float, str]:
     """Build the workload's zoo into a fresh folder with ZooBuilder; return its tensors and the time."""
     spec = ZooSpec(
@@ -126,9 +139,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="builder runs per row; the best time counts")
     parser.add_argument("--shard-size", type=int, default=512)
     parser.add_argument("--device", default="cpu", help="where the builder trains (cpu, cuda)")
-    parser.add_argument("--no-direct", action="store_true", help="skip the forced direct-conv row")
+    parser.add_argument("--no-extra", action="store_true", help="skip the forced-kernel rows (mlp autograd, conv affine_direct)")
     parser.add_argument("--quick", action="store_true", help="N=256/32/256, seed loop on 64 targets, 1 repeat")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even in a log file
     if args.quick:
         args.n_mlp, args.n_conv, args.n_linear, args.seed_n, args.repeat = 256, 32, 256, 64, 1
     torch.set_num_threads(args.threads)
@@ -138,12 +152,18 @@ def main() -> None:
     print(f"# zoo benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, builder on {args.device}; steps={args.steps} lr={args.lr}")
     print(f"machine matmul (2048² fp32 GEMM): {gemm:.1f} GFLOP/s")
-    header = "| family | kernel | N | seed loop targets/s | builder targets/s | speedup | max abs Δ final loss | seed GFLOP/s | builder GFLOP/s |"
+    header = (
+        "| family | kernel | N | seed loop targets/s | builder targets/s | speedup | max abs Δ final loss "
+        "| targets with Δ > 1e-4 | seed GFLOP/s | builder GFLOP/s |"
+    )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
+    for w in workloads(8, 2, 8, True):  # warm-up: lazy imports, allocator and BLAS start-up
+        build_once(w, 2, args.lr, args.shard_size, args.device)
+        seed_loop(w.family, *(t[:1] for t in _sample(w)), 2, args.lr)
     speedups: dict[str, float] = {}
     seed_cache: dict[tuple, tuple[torch.Tensor, float, int]] = {}
-    for w in workloads(args.n_mlp, args.n_conv, args.n_linear, not args.no_direct):
+    for w in workloads(args.n_mlp, args.n_conv, args.n_linear, not args.no_extra):
         best, tensors, strategy = float("inf"), None, ""
         for _ in range(args.repeat):
             tensors, seconds, strategy = build_once(w, args.steps, args.lr, args.shard_size, args.device)
@@ -155,7 +175,8 @@ def main() -> None:
             seed_cache[cache_key] = (losses, seed_seconds, k)
         losses, seed_seconds, k = seed_cache[cache_key]
         seed_rate, ours_rate = k / seed_seconds, w.n / best
-        diff = (losses - tensors["train_loss"][:k]).abs().max().item()
+        delta = (losses - tensors["train_loss"][:k]).abs()
+        diff, over = delta.max().item(), int((delta > 1e-4).sum())
         speedup = ours_rate / seed_rate
         if w.strategy == "auto":
             speedups.setdefault(w.label, speedup)
@@ -163,9 +184,12 @@ def main() -> None:
         if isinstance(w.family, ConvFamily):
             flops = conv_flops_per_target(w.family, w.arch, w.task.n_support, args.steps)
             gf_seed, gf_ours = f"{flops * seed_rate / 1e9:.1f}", f"{flops * ours_rate / 1e9:.1f}"
-        print(f"| {w.label} | {strategy} | {w.n} | {seed_rate:,.1f} | {ours_rate:,.0f} | {speedup:,.1f}x | {diff:.2e} | {gf_seed} | {gf_ours} |")
+        print(f"| {w.label} | {strategy} | {w.n} | {seed_rate:,.1f} | {ours_rate:,.0f} | {speedup:,.1f}x | {diff:.2e} | {over} of {k} | {gf_seed} | {gf_ours} |")
     print("GFLOP/s count the forward and weight-gradient FLOPs of every step (what the seed loop computes); "
           "affine_gram needs far fewer, so its figure is an effective rate.")
+    print("Δ final loss: |seed-loop loss - builder loss| per target on its support set; float32 sums in another "
+          "order move a few chaotic targets (a ReLU kink crossing a sample a step earlier) by up to ~3e-4, "
+          "for plain batched autograd as for the closed forms (compare the mlp rows).")
     print(f"mlp speedup: {speedups['mlp']:.1f}x")
 
 

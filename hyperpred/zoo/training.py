@@ -24,6 +24,8 @@ from hyperpred.zoo.spec import TrainRecipe, stable_seed
 
 #: Cap on any kernel's chunk budget (``Kernel.chunk_bytes``); tests lower it to force tiny chunks.
 CHUNK_BYTES = 64 * 2**20
+#: Chunk budget on accelerators: no cache to stay in, and every kernel launch costs, so chunks are big.
+ACCELERATOR_CHUNK_BYTES = 1 * 2**30
 
 
 @dataclass
@@ -39,13 +41,15 @@ def per_target_loss(family: TargetFamily, task: Task, params: Params, archs: Ten
     return task.loss(family.forward(params, x, archs), y, family.output_mask(archs, container))
 
 
-def chunk_size(kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int) -> int:
+def chunk_size(kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int, device: torch.device | None = None) -> int:
     """How many targets train together: as many as fit the kernel's budget, at least one.
 
-    The budget is a constant, not the machine's free memory or cache size: chunk boundaries must
-    not depend on where a zoo is built, or two builds of one zoo could differ in their last bits.
+    The budget is a constant per device type, not the machine's free memory or cache size: chunk
+    boundaries must not depend on which CPU builds a zoo, or two builds could differ in their
+    last bits.
     """
-    budget = min(kernel.chunk_bytes, CHUNK_BYTES)
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    budget = min(kernel.chunk_bytes, CHUNK_BYTES) if on_cpu else ACCELERATOR_CHUNK_BYTES
     return max(1, min(total, budget // max(1, kernel.bytes_per_target(family, container, n))))
 
 
@@ -83,7 +87,7 @@ def train_targets(
         total, n = flat.shape[0], x.shape[1]
         batch = recipe.batch_size if recipe.batch_size is not None and recipe.batch_size < n else None
         base_seed = int(torch.randint(2**62, (1,), generator=generator)) if batch is not None else 0
-        size = chunk_size(kernel_cls, family, container, batch or n, total)
+        size = chunk_size(kernel_cls, family, container, batch or n, total, dev)
         trained = torch.empty_like(flat)
         train_loss = torch.empty(total, dtype=x.dtype)
         for start in range(0, total, size):
