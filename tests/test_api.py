@@ -1,7 +1,7 @@
 """The predicted model as a function: ``load_predictor`` → ``predict`` / ``materialize``.
 
 Checkpoints come from real tiny training runs (digits, linear and conv classifiers), made once per
-test session and shared with tests/test_predict_cli.py.
+test session and shared with tests/test_digits.py and tests/test_predict_cli.py.
 """
 
 from __future__ import annotations
@@ -18,20 +18,12 @@ from hyperpred.errors import ConfigError
 from hyperpred.targets import arch_tensor
 from hyperpred.train import train
 from tests.conftest import compose_config
+from tests.test_digits import tiny_checkpoint
 
 ARCHS = {
     "digits_linear": {"in_features": 64, "out_features": 2},
     "digits_conv": {"in_channels": 1, "channels": 8, "kernel_size": 3, "classes": 2},
 }
-
-
-def tiny_checkpoint(root: Path, experiment: str) -> Path:
-    """``last.ckpt`` of a tiny real training run of ``experiment`` under ``root`` (trained once)."""
-    folder = root / experiment
-    ckpt = folder / "run" / "checkpoints" / "last.ckpt"
-    if not ckpt.exists():
-        train(compose_config([f"experiment={experiment}", "logger=none"], folder))
-    return ckpt
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ from hyperpred import load_predictor, load_target
 from hyperpred.api import predict_to_files
 from hyperpred.errors import ConfigError
 from tests.conftest import run_script
-from tests.test_api import ARCHS, new_tasks, tiny_checkpoint
+from tests.test_api import ARCHS, new_tasks
+from tests.test_digits import tiny_checkpoint
 
 LINEAR_ARCH = "arch={in_features:64,out_features:2}"
 
