@@ -8,7 +8,8 @@ For each family, in one process and on the same tasks and the same inits, it tim
 - the *seed's way*: one ``nn.Module`` and one ``torch.optim.Adam`` per target, trained in a
   Python loop (as in the seed document, with its ``no_grad`` bug fixed), and
 - the *project's builder*: ``ZooBuilder.build()`` into a fresh folder — task sampling, batched
-  training, query losses, checksums and atomic shard writes all included,
+  training, query losses, checksums and atomic shard writes all included (one shard per
+  thread, as the builder does by default),
 
 then prints a markdown table (targets/s, speedup, largest difference of final support losses)
 and, for the conv workload, GFLOP/s next to the machine's matmul GFLOP/s measured in this run.
@@ -114,7 +115,7 @@ def build_once(w: Workload, steps: int, lr: float, shard_size: int, device: str)
     """Build the workload's zoo into a fresh folder with ZooBuilder; return its tensors and the time."""
     spec = ZooSpec(
         family=w.family.describe(), task=w.task.describe(), archs=(w.arch,), container=w.arch, num_targets=w.n,
-        shard_size=min(shard_size, w.n), seed=0, init="random", recipe=TrainRecipe(steps=steps, lr=lr),
+        shard_size=shard_size or min(512, -(-w.n // torch.get_num_threads())), seed=0, init="random", recipe=TrainRecipe(steps=steps, lr=lr),
     )
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
         builder = ZooBuilder(w.family, w.task, spec, tmp, strategy=w.strategy, device=device)
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--n-linear", type=int, default=1024)
     parser.add_argument("--seed-n", type=int, default=0, help="targets the seed loop trains per row (0 = all N); speed is per target")
     parser.add_argument("--repeat", type=int, default=3, help="builder runs per row; the best time counts")
-    parser.add_argument("--shard-size", type=int, default=512)
+    parser.add_argument("--shard-size", type=int, default=0, help="0: N / threads, at most 512 (the builder runs one shard per thread)")
     parser.add_argument("--device", default="cpu", help="where the builder trains (cpu, cuda)")
     parser.add_argument("--no-extra", action="store_true", help="skip the forced-kernel rows (mlp autograd, conv affine_direct)")
     parser.add_argument("--quick", action="store_true", help="N=256/32/256, seed loop on 64 targets, 1 repeat")

@@ -201,6 +201,16 @@ def test_interrupted_writes_leave_nothing_that_counts(tmp_path):
     assert zoo_bytes(folder) == expected
 
 
+def test_shards_built_in_parallel_threads_are_the_same_bytes(tmp_path):
+    sequential, parallel = tiny_builder(tmp_path / "a"), tiny_builder(tmp_path / "b")
+    assert sequential.build(workers=1).shards_trained == [0, 1, 2]
+    threads = torch.get_num_threads()
+    stats = parallel.build(workers=3)
+    assert stats.shards_trained == [0, 1, 2] and stats.targets_trained == 24
+    assert torch.get_num_threads() == threads  # restored after the build
+    assert zoo_bytes(sequential.folder) == zoo_bytes(parallel.folder)
+
+
 def test_a_manifest_waits_for_every_shard(tmp_path):
     builder = tiny_builder(tmp_path)
     builder.build([0, 2])

@@ -20,8 +20,11 @@ Building streams shards to disk one at a time; only :meth:`ZooBuilder.load` hold
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,17 @@ class Zoo:
 
     def __len__(self) -> int:
         return self.tensors["archs"].shape[0]
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch threads (process-wide), then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass
@@ -156,6 +170,7 @@ class ZooBuilder:
         self.progress = progress
         self.strategy = strategy
         self.device = device
+        self._stats_lock = threading.Lock()
 
     # ------------------------------------------------------------------ shards
     def _shard_lock(self, index: int) -> FileLock:
@@ -191,7 +206,8 @@ class ZooBuilder:
             return False
         try:
             if self.shard_record(index) is not None:
-                stats.shards_waited.append(index)
+                with self._stats_lock:
+                    stats.shards_waited.append(index)
                 advance(stop - start)
                 return True
             for name in (shard_name(index), record_name(index)):
@@ -202,8 +218,9 @@ class ZooBuilder:
             tensors, record = build_shard(self.family, self.task, self.spec, index, strategy=self.strategy, device=self.device, on_progress=advance)
             write_shard(self.folder, index, tensors, record)
             del tensors
-            stats.shards_trained.append(index)
-            stats.targets_trained += stop - start
+            with self._stats_lock:
+                stats.shards_trained.append(index)
+                stats.targets_trained += stop - start
             seconds = time.perf_counter() - t0
             log.info(
                 "Trained shard %d/%d (%d targets, %s kernel) in %.2fs, %.0f targets/s",
@@ -213,11 +230,16 @@ class ZooBuilder:
             lock.release()
         return True
 
-    def build(self, shards: Iterable[int] | None = None) -> BuildStats:
+    def build(self, shards: Iterable[int] | None = None, workers: int | None = None) -> BuildStats:
         """Build the missing or damaged shards among ``shards`` (all by default); keep intact ones.
 
         Shards another process is building are done last: by then they are usually finished,
         and if their builder died, its lock died with it and this process builds them.
+
+        On the CPU, ``workers`` shards (default: torch's thread count) are built at once, each
+        with one torch thread. Many small batched ops per step make intra-op threading pay an
+        OpenMP barrier per op, which collapses when another process holds a core; shard-level
+        threads never wait for each other. A shard's bytes do not depend on it either way.
         """
         from hyperpred.utils.progress import zoo_progress
 
@@ -227,13 +249,25 @@ class ZooBuilder:
         wanted = self._check_indices(range(self.spec.num_shards) if shards is None else shards)
         todo = self.missing_shards(wanted)
         total = sum(stop - start for start, stop in map(self.spec.shard_bounds, todo))
+        on_cpu = self.device is None or torch.device(self.device).type == "cpu"
+        workers = max(1, min(len(todo), torch.get_num_threads() if workers is None else workers)) if on_cpu else 1
         if todo:
-            log.info("Zoo %s: building %d of %d shards (%d targets) in %s", self.spec.key[:16], len(todo), len(wanted), total, self.folder)
+            log.info(
+                "Zoo %s: building %d of %d shards (%d targets, %d at a time) in %s",
+                self.spec.key[:16], len(todo), len(wanted), total, workers, self.folder,
+            )
         label = f"{self.spec.family['name']}-{self.spec.task['name']} {self.spec.key[:8]}"
         with zoo_progress(self.progress and bool(todo), total, label) as advance:
-            busy = [i for i in todo if not self._build_one(i, wait=False, stats=stats, advance=advance)]
-            for index in busy:
-                self._build_one(index, wait=True, stats=stats, advance=advance)
+            if workers == 1:
+                busy = [i for i in todo if not self._build_one(i, wait=False, stats=stats, advance=advance)]
+                for index in busy:
+                    self._build_one(index, wait=True, stats=stats, advance=advance)
+            else:
+                with torch_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="zoo-shard") as pool:
+                    done = pool.map(lambda i: self._build_one(i, wait=False, stats=stats, advance=advance), todo)
+                    busy = [i for i, ok in zip(todo, list(done)) if not ok]
+                    list(pool.map(lambda i: self._build_one(i, wait=True, stats=stats, advance=advance), busy))
+        stats.shards_trained.sort()
         stats.seconds = time.perf_counter() - t0
         return stats
 
