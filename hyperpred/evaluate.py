@@ -44,17 +44,17 @@ def run_config_of(predictor: Predictor, cfg: DictConfig) -> DictConfig:
     return run_cfg
 
 
-def _seconds(fn: Any, repeats: int = 1) -> tuple[float, Any]:
-    """Best wall time of ``repeats`` calls (the first call may pay one-off costs) and the last result."""
-    best, out = float("inf"), None
+def _seconds(fn: Any, repeats: int = 1) -> float:
+    """Best wall time of ``repeats`` calls (the first call may pay one-off costs)."""
+    best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         best = min(best, time.perf_counter() - t0)
-    return best, out
+    return best
 
 
-def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, seed: int = 0) -> dict[str, float]:
+def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0) -> dict[str, float]:
     """Seconds to get every target of ``split`` by one predictor pass vs by the zoo's training recipe.
 
     Both are batched over the split's tasks exactly as the zoo and the predictor run them; the
@@ -69,14 +69,14 @@ def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe
     def train(rows: slice) -> Any:
         init = fam.unflatten(split["init"][rows], container)
         g = torch.Generator().manual_seed(seed)
-        return train_targets(fam, task, split["archs"][rows], container, init, split["support_x"][rows], split["support_y"][rows], recipe, g)
+        return train_targets(fam, task, split["archs"][rows], container, init, split["support_x"][rows], split["support_y"][rows], recipe, g, strategy=strategy)
 
     everything, first = slice(None), slice(0, 1)
     out = {
-        "predict_seconds": _seconds(lambda: predict(everything), 3)[0],
-        "train_seconds": _seconds(lambda: train(everything))[0],
-        "predict_one_seconds": _seconds(lambda: predict(first), 5)[0],
-        "train_one_seconds": _seconds(lambda: train(first), 3)[0],
+        "predict_seconds": _seconds(lambda: predict(everything), 3),
+        "train_seconds": _seconds(lambda: train(everything)),
+        "predict_one_seconds": _seconds(lambda: predict(first), 5),
+        "train_one_seconds": _seconds(lambda: train(first), 3),
         "train_steps": float(recipe.steps),
     }
     out["speedup"] = out["train_seconds"] / max(out["predict_seconds"], 1e-12)
@@ -150,7 +150,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("timing", True):
         recipe = TrainRecipe(steps=run_cfg.zoo.steps, lr=float(run_cfg.zoo.lr), batch_size=run_cfg.zoo.get("batch_size"))
         for s in wanted:
-            metrics.update({f"{s}/{k}": v for k, v in time_predict_vs_train(predictor, datamodule.splits[s], recipe).items()})
+            timing = time_predict_vs_train(predictor, datamodule.splits[s], recipe, str(run_cfg.zoo.get("strategy", "auto")))
+            metrics.update({f"{s}/{k}": v for k, v in timing.items()})
     path = write_metrics(output_dir, metrics)
     print_metrics_table(metrics, wanted)
     for s in wanted:
