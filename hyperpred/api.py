@@ -159,7 +159,10 @@ class Predictor:
         archs, many = self.parse_archs(arch)
         container = self.family.container([self.container, *archs])  # wider only for width-agnostic predictors
         if self.family.output_shape(container) != self.family.output_shape(self.container):
-            raise ConfigError(f"checkpoint {self.source} predicts '{self.family.name}' targets with outputs {self.family.output_shape(self.container)}; the architectures need {self.family.output_shape(container)}")
+            raise ConfigError(
+                f"checkpoint {self.source} predicts '{self.family.name}' targets with outputs "
+                f"{self.family.output_shape(self.container)}; the architectures need {self.family.output_shape(container)}"
+            )
         x, y, batched = self.support_tensors(support, archs)
         archs = archs * x.shape[0] if len(archs) == 1 else archs
         d = None if descriptor is None else torch.as_tensor(np.asarray(descriptor), dtype=torch.get_default_dtype()).reshape(len(archs), -1)
@@ -210,7 +213,9 @@ def _target_paths(out: str | Path) -> tuple[Path, Path]:
     return weights, weights.with_suffix(".json")
 
 
-def save_target(out: str | Path, family_config: Mapping[str, Any], family: TargetFamily, arch: Arch, state: Mapping[str, Tensor], extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+def save_target(
+    out: str | Path, family_config: Mapping[str, Any], family: TargetFamily, arch: Arch, state: Mapping[str, Tensor], extra: Mapping[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write ``<out>.safetensors`` (the module's state dict) and ``<out>.json`` (how to rebuild it)."""
     weights, meta = _target_paths(out)
     atomic_write_bytes(weights, st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))

@@ -118,7 +118,8 @@ class DigitsTask(Task):
         for arch in archs:
             k = self._num_classes(family, arch)
             if not 2 <= k <= len(self.classes):
-                raise self._incompatible(family, f"architecture {family.arch_to_dict(arch)} has {k} outputs; a digits task has 2..{len(self.classes)} classes (task.classes={self.classes})")
+                why = f"architecture {family.arch_to_dict(arch)} has {k} outputs; a digits task has 2..{len(self.classes)} classes (task.classes={self.classes})"
+                raise self._incompatible(family, why)
             for key, n, pool in (("n_support", self.n_support, self.support_pool), ("n_query", self.n_query, self.query_pool)):
                 if n < k:
                     raise ConfigError(f"task.{key}={n} is smaller than the {k} classes of architecture {family.arch_to_dict(arch)}")
