@@ -1,6 +1,6 @@
 """Use a trained weight predictor as a function: checkpoint in, ready target networks out.
 
-    p = load_predictor("checkpoints/last.ckpt")           # no Hydra config needed
+    p = load_predictor("checkpoints/best.ckpt")           # no Hydra config needed
     state = p.predict({"in_features": 64, "out_features": 2}, (x, y))   # a state dict
     model = p.materialize({"in_features": 64, "out_features": 2}, (x, y))  # an nn.Module
     model(x_new)

@@ -125,7 +125,7 @@ def print_accuracy_and_timing(metrics: dict[str, float], splits: list[str]) -> N
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Load ``cfg.ckpt_path``, rebuild its zoo and split, and write ``metrics.json`` for ``cfg.split``."""
     if not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path is required: scripts/eval.py ckpt_path=<run>/checkpoints/last.ckpt")
+        raise ConfigError("ckpt_path is required: scripts/eval.py ckpt_path=<run>/checkpoints/best.ckpt")
     predictor = load_predictor(cfg.ckpt_path)
     run_cfg = run_config_of(predictor, cfg)
     if threads := resolve_num_threads(cfg):

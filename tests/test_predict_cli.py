@@ -94,7 +94,7 @@ def test_predict_files_name_the_file_and_the_problem(linear_ckpt, support, tmp_p
 
 def test_eval_script_reproduces_the_training_runs_test_metrics(linear_ckpt, tmp_path):
     run = linear_ckpt.parent.parent
-    best = next(p for p in linear_ckpt.parent.glob("epoch_*.ckpt"))
+    best = linear_ckpt.parent / "best.ckpt"
     proc = run_script("eval.py", f"ckpt_path={best}", f"paths.cache_dir={run.parent / 'cache'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = (tmp_path / "outputs" / "runs" / "eval").glob("*/metrics.json")

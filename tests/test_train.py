@@ -102,3 +102,15 @@ def test_cli_bad_combination_is_one_clear_line(tmp_path):
     assert "task=sine does not fit target=conv" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs" / "cache").exists(), "nothing may be built for a bad config"
+
+
+def test_last_checkpoint_is_the_last_epoch_and_best_is_kept(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=3")
+    train(cfg)
+    import torch
+
+    folder = Path(cfg.paths.output_dir) / "checkpoints"
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2, "last.ckpt must be the end of the last epoch, whatever the best was"
+    best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] <= 2 and (folder / "best.ckpt").exists(), "the best checkpoint is kept next to it"
