@@ -71,11 +71,11 @@ class WidthAgnosticDecoder(Predictor):
         width_field: str | None = None,
         hidden: Sequence[int] = (256, 256),
         unit_hidden: Sequence[int] = (128, 128),
-        num_frequencies: int = 8,
+        num_frequencies: int = 4,
         coordinate: str = "auto",
         mean_field: bool | None = None,
         width_input: bool = False,
-        activation: str = "relu",
+        activation: str = "gelu",
         grid_spread: float | None = 2.0,
     ) -> None:
         super().__init__()
