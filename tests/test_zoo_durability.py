@@ -93,7 +93,6 @@ def test_two_processes_started_together_build_each_shard_once(tmp_path, referenc
     for proc in procs.values():
         finish(proc)
     trained = {name: job_info(tmp_path / name)["shards_trained"] for name in procs}
-    print("shards trained per process:", trained)
     assert sorted(trained["a"] + trained["b"]) == list(range(SHARDS)), trained  # every shard trained exactly once
     assert sum(job_info(tmp_path / name)["targets_trained"] for name in procs) == 320
     assert zoo_bytes(tmp_path / "cache" / "zoo" / ref_folder.name) == expected
