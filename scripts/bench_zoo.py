@@ -82,7 +82,9 @@ def conv_flops_per_target(family: ConvFamily, arch: tuple[int, ...], n: int, ste
     return 2.0 * per_pass * steps
 
 
-def seed_loop(family: TargetFamily, archs: torch.Tensor, init: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, float]:
+def seed_loop(
+    family: TargetFamily, archs: torch.Tensor, init: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float
+) -> tuple[torch.Tensor, float]:
     """The seed's way: per target, a fresh module, its own Adam, a Python loop of steps."""
     container = tuple(archs.max(0).values.tolist())
     named = family.unflatten(init, container)
@@ -115,7 +117,8 @@ def build_once(w: Workload, steps: int, lr: float, shard_size: int, device: str)
     """Build the workload's zoo into a fresh folder with ZooBuilder; return its tensors and the time."""
     spec = ZooSpec(
         family=w.family.describe(), task=w.task.describe(), archs=(w.arch,), container=w.arch, num_targets=w.n,
-        shard_size=shard_size or min(512, -(-w.n // torch.get_num_threads())), seed=0, init="random", recipe=TrainRecipe(steps=steps, lr=lr),
+        shard_size=shard_size or min(512, -(-w.n // torch.get_num_threads())), seed=0, init="random",
+        recipe=TrainRecipe(steps=steps, lr=lr),
     )
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
         builder = ZooBuilder(w.family, w.task, spec, tmp, strategy=w.strategy, device=device)
@@ -172,7 +175,8 @@ def main() -> None:
         k = min(args.seed_n or w.n, w.n)
         cache_key = (w.label, w.n, k)
         if cache_key not in seed_cache:  # same tasks and inits for every kernel of a family: time the loop once
-            losses, seed_seconds = seed_loop(w.family, tensors["archs"][:k], tensors["init"][:k], tensors["support_x"][:k], tensors["support_y"][:k], args.steps, args.lr)
+            data = (tensors[key][:k] for key in ("archs", "init", "support_x", "support_y"))
+            losses, seed_seconds = seed_loop(w.family, *data, args.steps, args.lr)
             seed_cache[cache_key] = (losses, seed_seconds, k)
         losses, seed_seconds, k = seed_cache[cache_key]
         seed_rate, ours_rate = k / seed_seconds, w.n / best
@@ -185,7 +189,9 @@ def main() -> None:
         if isinstance(w.family, ConvFamily):
             flops = conv_flops_per_target(w.family, w.arch, w.task.n_support, args.steps)
             gf_seed, gf_ours = f"{flops * seed_rate / 1e9:.1f}", f"{flops * ours_rate / 1e9:.1f}"
-        print(f"| {w.label} | {strategy} | {w.n} | {seed_rate:,.1f} | {ours_rate:,.0f} | {speedup:,.1f}x | {diff:.2e} | {over} of {k} | {gf_seed} | {gf_ours} |")
+        cells = [w.label, strategy, w.n, f"{seed_rate:,.1f}", f"{ours_rate:,.0f}", f"{speedup:,.1f}x", f"{diff:.2e}", f"{over} of {k}"]
+        cells += [gf_seed, gf_ours]
+        print("| " + " | ".join(map(str, cells)) + " |")
     print("GFLOP/s count the forward and weight-gradient FLOPs of every step (what the seed loop computes); "
           "affine_gram needs far fewer, so its figure is an effective rate.")
     print("Δ final loss: |seed-loop loss - builder loss| per target on its support set; float32 sums in another "

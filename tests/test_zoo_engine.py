@@ -73,11 +73,12 @@ def test_every_kernel_matches_the_seed_loop(case):
 def test_minibatch_kernels_agree_and_ignore_chunking(case, monkeypatch):
     family, task, archs, container, table, batch, init = sample(case, copies=3)
     recipe = TrainRecipe(steps=15, lr=0.01, batch_size=3)
+    support = (batch.support_x, batch.support_y)
     runs = {}
     for name in [n for n, k in KERNELS.items() if k.supports(family, task, recipe, torch.device("cpu"))]:
-        runs[name] = train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, torch.Generator().manual_seed(3), strategy=name)
+        runs[name] = train_targets(family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(3), strategy=name)
     monkeypatch.setattr(training_module, "CHUNK_BYTES", 1)  # one target per chunk
-    chunked = train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, torch.Generator().manual_seed(3), strategy="autograd")
+    chunked = train_targets(family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(3), strategy="autograd")
     ref = runs["autograd"]
     for name, result in {**runs, "chunked": chunked}.items():
         for k in ref.params:
@@ -93,8 +94,9 @@ def test_direct_affine_kernel_handles_cross_entropy(batch_size):
     g = torch.Generator().manual_seed(0)
     batch, init = task.sample(family, table, container, g), family.init(table, container, g)
     recipe = TrainRecipe(steps=20, lr=0.01, batch_size=batch_size)
+    support = (batch.support_x, batch.support_y)
     runs = [
-        train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, torch.Generator().manual_seed(1), strategy=name)
+        train_targets(family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(1), strategy=name)
         for name in ("affine_direct", "autograd")
     ]
     for k in runs[0].params:
@@ -138,7 +140,10 @@ def test_batched_adam_is_torch_adam_bit_for_bit():
 
 
 def test_shard_files_are_plain_safetensors_with_true_checksums(tmp_path):
-    tensors = {"b": torch.randn(3, 4), "a": torch.arange(5), "flag": torch.tensor([True, False]), "empty": torch.zeros(0, 2), "s": torch.tensor(1.5)}
+    tensors = {
+        "b": torch.randn(3, 4), "a": torch.arange(5), "flag": torch.tensor([True, False]),
+        "empty": torch.zeros(0, 2), "s": torch.tensor(1.5),
+    }
     record = write_shard(tmp_path, 0, tensors, {"index": 0})
     assert record["sha256"] == sha256_file(tmp_path / shard_name(0)) and record["bytes"] == (tmp_path / shard_name(0)).stat().st_size
     for loaded in (load_file(tmp_path / shard_name(0)), read_shard(tmp_path, record)):

@@ -215,7 +215,9 @@ class ZooBuilder:
                     log.info("Removed temporary files of an interrupted write of %s", name)
             (self.folder / record_name(index)).unlink(missing_ok=True)  # no record may vouch for what we rewrite
             t0 = time.perf_counter()
-            tensors, record = build_shard(self.family, self.task, self.spec, index, strategy=self.strategy, device=self.device, on_progress=advance)
+            tensors, record = build_shard(
+                self.family, self.task, self.spec, index, strategy=self.strategy, device=self.device, on_progress=advance
+            )
             write_shard(self.folder, index, tensors, record)
             del tensors
             with self._stats_lock:
@@ -348,5 +350,6 @@ class ZooBuilder:
         stats.seconds = time.perf_counter() - t0
         stats.loaded_from_cache = stats.targets_trained == 0  # every shard was on disk already
         if stats.targets_trained:
-            log.info("Zoo built: %d targets trained in %.1fs (%.0f targets/s)", stats.targets_trained, stats.seconds, stats.targets_trained / max(stats.seconds, 1e-9))
+            rate = stats.targets_trained / max(stats.seconds, 1e-9)
+            log.info("Zoo built: %d targets trained in %.1fs (%.0f targets/s)", stats.targets_trained, stats.seconds, rate)
         return zoo, stats

@@ -89,6 +89,8 @@ class ZooSweepCallback(Callback):
                 log.info("Zoo complete: %s", folder)
             else:
                 done = len(list(Path(folder).glob("shard-*.json")))
-                log.warning("Zoo incomplete (%d of %d shards; a job failed?): rerun the same command to finish %s", done, num_shards, folder)
+                log.warning(
+                    "Zoo incomplete (%d of %d shards; a job failed?): rerun the same command to finish %s", done, num_shards, folder
+                )
         for folder in folders:
             print(folder, flush=True)

@@ -36,12 +36,16 @@ class TrainResult:
     strategy: str = ""  # name of the kernel that computed the gradients
 
 
-def per_target_loss(family: TargetFamily, task: Task, params: Params, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor) -> Tensor:
+def per_target_loss(
+    family: TargetFamily, task: Task, params: Params, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor
+) -> Tensor:
     """Task loss of each target on its own data: ``[B]``."""
     return task.loss(family.forward(params, x, archs), y, family.output_mask(archs, container))
 
 
-def chunk_size(kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int, device: torch.device | None = None) -> int:
+def chunk_size(
+    kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int, device: torch.device | None = None
+) -> int:
     """How many targets train together: as many as fit the kernel's budget, at least one.
 
     The budget is a constant per device type, not the machine's free memory or cache size: chunk

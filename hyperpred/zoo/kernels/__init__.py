@@ -48,7 +48,9 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return dev
 
 
-def select_kernel(family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device | str | None = "cpu", strategy: str = "auto") -> type[Kernel]:
+def select_kernel(
+    family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device | str | None = "cpu", strategy: str = "auto"
+) -> type[Kernel]:
     """The kernel to train with: ``strategy`` by name, or the first supported one in preference order."""
     device = resolve_device(device)
     if strategy != "auto":
@@ -56,7 +58,9 @@ def select_kernel(family: TargetFamily, task: Task, recipe: TrainRecipe, device:
             raise ConfigError(f"zoo.strategy={strategy!r} is unknown; choose auto or one of {sorted(KERNELS)}")
         cls = KERNELS[strategy]
         if not cls.supports(family, task, recipe, device):
-            raise ConfigError(f"zoo.strategy={strategy} cannot train target={family.name} on task={task.name} with this recipe; use zoo.strategy=auto")
+            raise ConfigError(
+                f"zoo.strategy={strategy} cannot train target={family.name} on task={task.name} with this recipe; use zoo.strategy=auto"
+            )
         return cls
     for name in PREFERENCE.get(device.type, PREFERENCE["*"]):
         if KERNELS[name].supports(family, task, recipe, device):
