@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,26 @@ def shard_slice(num_zoo_shards: int, shard_index: Any, num_jobs: Any) -> list[in
     return list(range(shard_index, num_zoo_shards, num_jobs))
 
 
+def job_threads(cfg: DictConfig) -> int | None:
+    """Torch threads of a build job: ``num_threads`` if set, 1 per job under submitit's local
+    executor (parallel jobs on one machine), else torch's default. The rule of
+    ``hyperpred.utils.run.resolve_num_threads`` for the cases a build job meets, without
+    importing Lightning (seconds per job) for it."""
+    n = cfg.get("num_threads")
+    if n:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"num_threads must be a positive integer or null, got {n!r}")
+        return n
+    return 1 if os.environ.get("SUBMITIT_EXECUTOR") == "local" else None
+
+
 def build_zoo(cfg: DictConfig) -> Path:
     """Build this job's slice of the zoo that ``cfg`` describes; assemble the manifest if complete."""
     from hyperpred.factory import build_parts
 
     index, jobs = cfg.zoo.get("shard_index", 0), cfg.zoo.get("num_shards", 1)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    if threads := job_threads(cfg):
+        torch.set_num_threads(threads)
     parts = build_parts(cfg)
     builder = parts.builder
     mine = shard_slice(builder.spec.num_shards, index, jobs)
