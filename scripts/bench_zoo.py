@@ -33,6 +33,7 @@ from hyperpred.targets import ConvFamily, LinearFamily, MLPFamily, TargetFamily
 from hyperpred.tasks import SineTask, SinSumTask, TeacherTask
 from hyperpred.tasks.base import Task
 from hyperpred.zoo import TrainRecipe, ZooBuilder, ZooSpec
+from hyperpred.zoo.kernels import KERNELS, select_kernel
 
 
 @dataclass
@@ -45,31 +46,45 @@ class Workload:
     strategy: str = "auto"
 
 
-def workloads(n_mlp: int, n_conv: int, n_linear: int, extra: bool) -> list[Workload]:
+def workloads(n_mlp: int, n_conv: int, n_linear: int, rows: str = "extra", device: str = "cpu") -> list[Workload]:
     """The reference workloads of issue 3: mlp H=16 on 100 points, conv 3→8 k=3 28×28 batch 32, linear 10→5.
 
-    ``extra`` adds forced-kernel rows: plain batched autograd for the mlp (the float32 yardstick for
-    the loss differences) and the direct GEMM kernel for the conv (what non-quadratic losses use).
+    ``rows``: ``auto`` gives one row per family (the kernel the builder picks); ``extra`` adds
+    forced-kernel rows: plain batched autograd for the mlp (the float32 yardstick for the loss
+    differences) and the direct GEMM kernel for the conv (what non-quadratic losses use); ``all``
+    adds a row for every kernel that can train the workload on ``device``.
     """
     mlp_task, conv_task = SineTask(n_support=100, n_query=100), TeacherTask(n_support=32, n_query=8)
-    out = [Workload("mlp", MLPFamily(), mlp_task, (16,), n_mlp)]
-    if extra:
-        out.append(Workload("mlp", MLPFamily(), mlp_task, (16,), n_mlp, strategy="autograd"))
-    out.append(Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv))
-    if extra:
-        out.append(Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv, strategy="affine_direct"))
-    out.append(Workload("linear", LinearFamily(), SinSumTask(n_support=100, n_query=100), (10, 5), n_linear))
+    base = [
+        Workload("mlp", MLPFamily(), mlp_task, (16,), n_mlp),
+        Workload("conv", ConvFamily(image_size=28), conv_task, (3, 8, 3), n_conv),
+        Workload("linear", LinearFamily(), SinSumTask(n_support=100, n_query=100), (10, 5), n_linear),
+    ]
+    forced = {"mlp": ["autograd"], "conv": ["affine_direct"], "linear": []} if rows == "extra" else {}
+    out = []
+    for w in base:
+        out.append(w)
+        names = forced.get(w.label, [])
+        if rows == "all":
+            recipe, dev = TrainRecipe(), torch.device(device)
+            auto = select_kernel(w.family, w.task, recipe, dev).name
+            names = [n for n, k in KERNELS.items() if n != auto and k.supports(w.family, w.task, recipe, dev)]
+        out += [Workload(w.label, w.family, w.task, w.arch, w.n, strategy=name) for name in names]
     return out
 
 
-def matmul_gflops(size: int = 2048, repeat: int = 5) -> float:
-    """Best single-precision GEMM rate of this process (same threads as the benchmark)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(device: str = "cpu", repeat: int = 5) -> float:
+    """Best single-precision GEMM rate of this process on ``device`` (same threads as the benchmark)."""
+    size = 2048 if device == "cpu" else 8192
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     a @ b
+    sync()
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * size**3 / best / 1e9
 
@@ -84,11 +99,15 @@ def conv_flops_per_target(family: ConvFamily, arch: tuple[int, ...], n: int, ste
 
 def seed_loop(
     family: TargetFamily, archs: torch.Tensor, init: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float
-) -> tuple[torch.Tensor, float]:
-    """The seed's way: per target, a fresh module, its own Adam, a Python loop of steps."""
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The seed's way: per target, a fresh module, its own Adam, a Python loop of steps.
+
+    Returns the final support losses, the trained weights (flat and padded like the zoo's) and
+    the time of the loop alone.
+    """
     container = tuple(archs.max(0).values.tolist())
     named = family.unflatten(init, container)
-    losses = torch.empty(len(archs))
+    losses, modules = torch.empty(len(archs)), []
     t0 = time.perf_counter()
     for i in range(len(archs)):
         arch = tuple(archs[i].tolist())
@@ -102,7 +121,11 @@ def seed_loop(
             optimizer.step()
         with torch.no_grad():
             losses[i] = criterion(model(x[i]), y[i])
-    return losses, time.perf_counter() - t0
+        modules.append(model)
+    seconds = time.perf_counter() - t0
+    padded = [family.pad(family.from_module(m)[1], container) for m in modules]
+    trained = family.flatten({k: torch.stack([p[k] for p in padded]) for k in padded[0]})
+    return losses, trained, seconds
 
 
 def _sample(w: Workload) -> tuple[torch.Tensor, ...]:
@@ -113,11 +136,16 @@ def _sample(w: Workload) -> tuple[torch.Tensor, ...]:
     return archs, w.family.flatten(w.family.init(archs, w.arch, g)), batch.support_x, batch.support_y
 
 
+def default_shard_size(n: int, device: str) -> int:
+    """One shard per CPU thread (at most 512 targets, the zoo's default); on an accelerator, one shard of all."""
+    return min(512, -(-n // torch.get_num_threads())) if device == "cpu" else n
+
+
 def build_once(w: Workload, steps: int, lr: float, shard_size: int, device: str) -> tuple[dict[str, torch.Tensor], float, str]:
     """Build the workload's zoo into a fresh folder with ZooBuilder; return its tensors and the time."""
     spec = ZooSpec(
         family=w.family.describe(), task=w.task.describe(), archs=(w.arch,), container=w.arch, num_targets=w.n,
-        shard_size=shard_size or min(512, -(-w.n // torch.get_num_threads())), seed=0, init="random",
+        shard_size=shard_size or default_shard_size(w.n, device), seed=0, init="random",
         recipe=TrainRecipe(steps=steps, lr=lr),
     )
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
@@ -143,7 +171,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="builder runs per row; the best time counts")
     parser.add_argument("--shard-size", type=int, default=0, help="0: N / threads, at most 512 (the builder runs one shard per thread)")
     parser.add_argument("--device", default="cpu", help="where the builder trains (cpu, cuda)")
-    parser.add_argument("--no-extra", action="store_true", help="skip the forced-kernel rows (mlp autograd, conv affine_direct)")
+    parser.add_argument("--rows", choices=("auto", "extra", "all"), default="extra",
+                        help="auto: the builder's own kernel per family; extra: plus mlp autograd and conv affine_direct; all: every kernel")
+    parser.add_argument("--floor", action="store_true", help="also train the mlp seed loop on shuffled samples: float32's own spread")
     parser.add_argument("--quick", action="store_true", help="N=256/32/256, seed loop on 64 targets, 1 repeat")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even in a log file
@@ -153,21 +183,25 @@ def main() -> None:
     torch.manual_seed(0)
 
     gemm = matmul_gflops()
+    accel = matmul_gflops(args.device) if args.device != "cpu" else None
     print(f"# zoo benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, builder on {args.device}; steps={args.steps} lr={args.lr}")
     print(f"machine matmul (2048² fp32 GEMM): {gemm:.1f} GFLOP/s")
+    if accel is not None:
+        name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
+        print(f"{name} matmul (8192² fp32 GEMM, TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}): {accel:.1f} GFLOP/s")
     header = (
         "| family | kernel | N | seed loop targets/s | builder targets/s | speedup | max abs Δ final loss "
-        "| targets with Δ > 1e-4 | seed GFLOP/s | builder GFLOP/s |"
+        "| targets with Δ > 1e-4 | bit-identical weights | seed GFLOP/s | builder GFLOP/s |"
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    for w in workloads(8, 2, 8, True):  # warm-up: lazy imports, allocator and BLAS start-up
+    for w in workloads(8, 2, 8, args.rows, args.device):  # warm-up: lazy imports, allocator and BLAS start-up
         build_once(w, 2, args.lr, args.shard_size, args.device)
         seed_loop(w.family, *(t[:1] for t in _sample(w)), 2, args.lr)
     speedups: dict[str, float] = {}
-    seed_cache: dict[tuple, tuple[torch.Tensor, float, int]] = {}
-    for w in workloads(args.n_mlp, args.n_conv, args.n_linear, not args.no_extra):
+    seed_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, float, int, list[torch.Tensor]]] = {}
+    for w in workloads(args.n_mlp, args.n_conv, args.n_linear, args.rows, args.device):
         best, tensors, strategy = float("inf"), None, ""
         for _ in range(args.repeat):
             tensors, seconds, strategy = build_once(w, args.steps, args.lr, args.shard_size, args.device)
@@ -175,13 +209,13 @@ def main() -> None:
         k = min(args.seed_n or w.n, w.n)
         cache_key = (w.label, w.n, k)
         if cache_key not in seed_cache:  # same tasks and inits for every kernel of a family: time the loop once
-            data = (tensors[key][:k] for key in ("archs", "init", "support_x", "support_y"))
-            losses, seed_seconds = seed_loop(w.family, *data, args.steps, args.lr)
-            seed_cache[cache_key] = (losses, seed_seconds, k)
-        losses, seed_seconds, k = seed_cache[cache_key]
+            data = [tensors[key][:k] for key in ("archs", "init", "support_x", "support_y")]
+            seed_cache[cache_key] = (*seed_loop(w.family, *data, args.steps, args.lr), k, data)
+        losses, seed_weights, seed_seconds, k, _ = seed_cache[cache_key]
         seed_rate, ours_rate = k / seed_seconds, w.n / best
         delta = (losses - tensors["train_loss"][:k]).abs()
         diff, over = delta.max().item(), int((delta > 1e-4).sum())
+        identical = int((seed_weights == tensors["params"][:k]).all(1).sum())
         speedup = ours_rate / seed_rate
         if w.strategy == "auto":
             speedups.setdefault(w.label, speedup)
@@ -189,14 +223,20 @@ def main() -> None:
         if isinstance(w.family, ConvFamily):
             flops = conv_flops_per_target(w.family, w.arch, w.task.n_support, args.steps)
             gf_seed, gf_ours = f"{flops * seed_rate / 1e9:.1f}", f"{flops * ours_rate / 1e9:.1f}"
-        cells = [w.label, strategy, w.n, f"{seed_rate:,.1f}", f"{ours_rate:,.0f}", f"{speedup:,.1f}x", f"{diff:.2e}", f"{over} of {k}"]
+        cells = [w.label, strategy, w.n, f"{seed_rate:,.1f}", f"{ours_rate:,.0f}", f"{speedup:,.1f}x", f"{diff:.2e}", f"{over} of {k}", f"{identical} of {k}"]
         cells += [gf_seed, gf_ours]
         print("| " + " | ".join(map(str, cells)) + " |")
     print("GFLOP/s count the forward and weight-gradient FLOPs of every step (what the seed loop computes); "
           "affine_gram needs far fewer, so its figure is an effective rate.")
-    print("Δ final loss: |seed-loop loss - builder loss| per target on its support set; float32 sums in another "
-          "order move a few chaotic targets (a ReLU kink crossing a sample a step earlier) by up to ~3e-4, "
-          "for plain batched autograd as for the closed forms (compare the mlp rows).")
+    print("Δ final loss: |seed-loop loss - builder loss| per target on its support set. Bit-identical weights give "
+          "Δ ≈ 1e-7 (the final loss is evaluated by another forward); any other float32 summation order moves a few "
+          "chaotic mlp targets (a ReLU kink crossing a sample a step earlier, amplified by Adam) by up to ~3e-4.")
+    if args.floor:  # the seed loop against itself: same targets, the same 100 samples in another order
+        losses, _, _, k, (archs, init, x, y) = next(v for key, v in seed_cache.items() if key[0] == "mlp")
+        perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(1))
+        delta = (seed_loop(MLPFamily(), archs, init, x[:, perm], y[:, perm], args.steps, args.lr)[0] - losses).abs()
+        print(f"float32 floor: the mlp seed loop on the same targets with its samples shuffled differs from itself by "
+              f"up to {delta.max():.2e} ({int((delta > 1e-4).sum())} of {k} targets > 1e-4, median {delta.median():.1e})")
     print(f"mlp speedup: {speedups['mlp']:.1f}x")
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 from hyperpred.errors import ConfigError
 
-#: Bump when the on-disk layout or the meaning of a stored tensor changes.
-FORMAT_VERSION = 2
+#: Bump when the on-disk layout, the meaning of a stored tensor, or any kernel's float32 arithmetic
+#: changes (a zoo built before would differ in its last bits from a fresh one under the same key).
+#: 3: the MLP kernel performs autograd's own operations (bit-identical to a per-target loop).
+FORMAT_VERSION = 3
 INIT_MODES = ("shared", "random")
 
 

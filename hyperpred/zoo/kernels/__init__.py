@@ -15,7 +15,7 @@ from hyperpred.tasks.base import Task
 from hyperpred.zoo.kernels.affine import AffineDirectKernel, AffineGramKernel
 from hyperpred.zoo.kernels.autograd import AutogradKernel
 from hyperpred.zoo.kernels.base import Kernel, is_plain_mse, output_grad_
-from hyperpred.zoo.kernels.mlp import MLPGateKernel
+from hyperpred.zoo.kernels.mlp import MLPClosedFormKernel
 from hyperpred.zoo.spec import TrainRecipe
 
 #: Every kernel by name; families added later register theirs with :func:`register_kernel`.
@@ -33,7 +33,7 @@ def register_kernel(cls: type[Kernel], before: str | None = "autograd") -> type[
     return cls
 
 
-for _cls in (AffineGramKernel, MLPGateKernel, AffineDirectKernel, AutogradKernel):
+for _cls in (AffineGramKernel, MLPClosedFormKernel, AffineDirectKernel, AutogradKernel):
     register_kernel(_cls, before=None)
 
 
@@ -69,6 +69,6 @@ def select_kernel(
 
 
 __all__ = [
-    "Kernel", "KERNELS", "PREFERENCE", "AffineDirectKernel", "AffineGramKernel", "AutogradKernel", "MLPGateKernel",
+    "Kernel", "KERNELS", "PREFERENCE", "AffineDirectKernel", "AffineGramKernel", "AutogradKernel", "MLPClosedFormKernel",
     "is_plain_mse", "output_grad_", "register_kernel", "resolve_device", "select_kernel",
 ]
