@@ -229,7 +229,7 @@ def main() -> None:
     print("GFLOP/s count the forward and weight-gradient FLOPs of every step (what the seed loop computes); "
           "affine_gram needs far fewer, so its figure is an effective rate.")
     print("Δ final loss: |seed-loop loss - builder loss| per target on its support set. Bit-identical weights give "
-          "Δ ≈ 1e-7 (the final loss is evaluated by another forward); any other float32 summation order moves a few "
+          "Δ < 1e-6 (the final loss is evaluated by another forward); any other float32 summation order moves a few "
           "chaotic mlp targets (a ReLU kink crossing a sample a step earlier, amplified by Adam) by up to ~3e-4.")
     if args.floor:  # the seed loop against itself: same targets, the same 100 samples in another order
         losses, _, _, k, (archs, init, x, y) = next(v for key, v in seed_cache.items() if key[0] == "mlp")

@@ -16,8 +16,9 @@ calls the BLAS routine the per-target ``mm`` calls. Per step (``g = dL/dy``):
     dw1  = xᵀ @ gpre, db1 = Σ_n gpre_n
 
 With :class:`~hyperpred.zoo.adam.BatchedAdam` (``torch.optim.Adam``'s single-tensor arithmetic)
-a target trained here is bit-identical to one trained by the seed's loop on the same CPU
-(``test_mlp_kernel_is_bit_identical_to_the_seed_loop``). All ``[c, m, H]`` tensors live in
+a target as wide as the zoo's container is bit-identical to one trained by the seed's loop on
+the same CPU (``test_mlp_kernel_is_bit_identical_to_the_seed_loop``; docs/benchmarks.md says
+where this holds). All ``[c, m, H]`` tensors live in
 buffers allocated once; every GEMM writes a contiguous buffer (a strided ``out=`` changes the
 BLAS call, and with it the bits). Padded units have ``w1 = b1 = 0``: their ``h`` is 0, so all
 their gradients are exactly 0 and they stay 0.
