@@ -28,6 +28,17 @@ from hyperpred.utils.wandb_run import prepare_wandb_config, record_provenance
 log = logging.getLogger(__name__)
 
 
+class _DropAdvertisement(logging.Filter):
+    """Lightning 2.6 logs a tip to install its cloud logger at every Trainer start: noise in every run log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropAdvertisement())
+
+
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 

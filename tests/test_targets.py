@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hyperpred.targets import ConvFamily, LinearFamily, MLPFamily, arch_tensor
+from hyperpred.targets import ConvClassifierFamily, ConvFamily, LinearFamily, MLPFamily, arch_tensor
 
 CASES = [
     (MLPFamily(), [(3,), (8,), (5,)]),
     (LinearFamily(), [(6, 2), (6, 4), (6, 3)]),
     (ConvFamily(image_size=7), [(2, 3, 3), (2, 5, 3), (2, 1, 3)]),
+    (ConvClassifierFamily(image_size=6), [(2, 3, 3, 2), (2, 5, 3, 4), (2, 1, 3, 3)]),
+    (ConvClassifierFamily(image_size=6, padding=0, pool="max"), [(3, 4, 3, 3), (3, 2, 3, 2)]),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,13 @@ from tests.conftest import run_script
 BASELINES = ("pred_query_loss", "trained_query_loss", "init_query_loss", "zoo_mean_query_loss", "weight_mse", "ratio_vs_trained", "ratio_vs_init")
 
 
-def test_fast_dev_run_through_hydra(make_cfg):
-    metrics = train(make_cfg("debug=fdr"))
+def test_fast_dev_run_through_hydra(make_cfg, caplog):
+    with caplog.at_level(logging.INFO):
+        metrics = train(make_cfg("debug=fdr"))
     assert metrics["test/pred_query_loss"] > 0
     assert "test/zoo_mean_query_loss" in metrics
+    assert "GPU available" in caplog.text  # Lightning's own start-up lines still reach the log ...
+    assert "litlogger" not in caplog.text  # ... its advertisement does not
 
 
 def test_tiny_run_writes_config_checkpoint_and_metrics(make_cfg):
