@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--n-linear", type=int, default=1024)
     parser.add_argument("--seed-n", type=int, default=0, help="targets the seed loop trains per row (0 = all N); speed is per target")
     parser.add_argument("--repeat", type=int, default=3, help="builder runs per row; the best time counts")
-    parser.add_argument("--shard-size", type=int, default=0, help="0: N / threads, at most 512 (the builder runs one shard per thread)")
+    parser.add_argument("--shard-size", type=int, default=0, help="0: on the CPU N / threads, at most 512 (one shard per thread); on an accelerator all N in one shard")
     parser.add_argument("--device", default="cpu", help="where the builder trains (cpu, cuda)")
     parser.add_argument("--rows", choices=("auto", "extra", "all"), default="extra",
                         help="auto: the builder's own kernel per family; extra: plus mlp autograd and conv affine_direct; all: every kernel")
