@@ -64,7 +64,9 @@ class Predictor:
         ctx = FeatureContext.create(self.family, self.task, self.container, probe_arch, int(probe.get("seed", 0)))
         self.features = FeatureSet({name: instantiate(cfg) for name, cfg in (hp.get("features") or {}).items()}, ctx)
         if self.features.dim != hp["in_dim"]:
-            raise ConfigError(f"{source}: its features {self.features.dims} give {self.features.dim} values, the predictor takes {hp['in_dim']}")
+            raise ConfigError(
+                f"{source}: its features {self.features.dims} give {self.features.dim} values, the predictor takes {hp['in_dim']}"
+            )
         self.oracle_features = [name for name, f in self.features.features.items() if f.is_oracle]
         #: a width-agnostic predictor also answers for architectures wider than the training container
         self.width_agnostic = bool(getattr(module.predictor, "width_agnostic", False))
@@ -83,7 +85,9 @@ class Predictor:
             arch = dict(arch)
             other = arch.pop("family", fam.name)
             if other != fam.name:
-                raise ConfigError(f"checkpoint {self.source} predicts targets of family '{fam.name}', not '{other}' (architecture {arch})")
+                raise ConfigError(
+                    f"checkpoint {self.source} predicts targets of family '{fam.name}', not '{other}' (architecture {arch})"
+                )
             if set(arch) != set(fam.arch_fields):
                 hint = _family_with_fields(set(arch))
                 hint = f": that is an architecture of family '{hint}'" if hint and hint != fam.name else ""
@@ -97,9 +101,13 @@ class Predictor:
             raise ConfigError(f"checkpoint {self.source} (family '{fam.name}'): {e}") from None
         for field, value, limit in zip(fam.arch_fields, parsed, self.container):
             if field in fam.fixed_fields and value != limit:
-                raise ConfigError(f"checkpoint {self.source} predicts '{fam.name}' targets with {field}={limit}; got {field}={value}")
+                raise ConfigError(
+                    f"checkpoint {self.source} predicts '{fam.name}' targets with {field}={limit}; got {field}={value}"
+                )
             if value > limit and not self.width_agnostic:
-                raise ConfigError(f"checkpoint {self.source} predicts '{fam.name}' targets up to {fam.arch_to_dict(self.container)}; {field}={value} is larger")
+                raise ConfigError(
+                    f"checkpoint {self.source} predicts '{fam.name}' targets up to {fam.arch_to_dict(self.container)}; {field}={value} is larger"
+                )
         return parsed
 
     def parse_archs(self, arch: ArchSpec | Sequence[ArchSpec]) -> tuple[list[Arch], bool]:
@@ -126,12 +134,19 @@ class Predictor:
         if isinstance(support, list) and support and all(isinstance(s, tuple) and len(s) == 2 for s in support):
             if len(archs) not in (1, len(support)):
                 raise ConfigError(f"{len(archs)} architectures for {len(support)} tasks of support data")
-            parts = [self._shape(x, y, [archs[i if len(archs) > 1 else 0]], f"support[{i}]") for i, (x, y) in enumerate(support)]
+            parts = [
+                self._shape(x, y, [archs[i if len(archs) > 1 else 0]], f"support[{i}]")
+                for i, (x, y) in enumerate(support)
+            ]
             sizes = sorted({p[0].shape[1] for p in parts})
             if len(sizes) > 1:
-                raise ConfigError(f"support: tasks of one batch need equally many samples, got {sizes}; predict them in separate calls")
+                raise ConfigError(
+                    f"support: tasks of one batch need equally many samples, got {sizes}; predict them in separate calls"
+                )
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), True
-        raise ConfigError("support must be a tuple (x, y) of arrays, a list of such tuples (one per task), or the path of an .npz/.csv file")
+        raise ConfigError(
+            "support must be a tuple (x, y) of arrays, a list of such tuples (one per task), or the path of an .npz/.csv file"
+        )
 
     def _shape(self, x: Any, y: Any, archs: Sequence[Arch] | None, source: str) -> tuple[Tensor, Tensor, bool]:
         x, batched = shape_inputs(to_tensor("x", x, source), self.family.input_shape(self.container), source)
@@ -140,22 +155,41 @@ class Predictor:
         if len(archs) != b:
             raise ConfigError(f"{source}: {b} task(s) of support data for {len(archs)} architectures")
         out_shapes = [self.family.output_shape(a) for a in archs]
-        y = shape_targets(to_tensor("y", y, source), (b, n), batched, out_shapes, self.family.output_shape(self.container), self.task.classification, source)
+        y = shape_targets(
+            to_tensor("y", y, source),
+            (b, n),
+            batched,
+            out_shapes,
+            self.family.output_shape(self.container),
+            self.task.classification,
+            source,
+        )
         return x, y, batched
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def predict_flat(self, archs: Tensor, support_x: Tensor, support_y: Tensor, descriptor: Tensor | None = None, container: Arch | None = None) -> Tensor:
+    def predict_flat(
+        self,
+        archs: Tensor,
+        support_x: Tensor,
+        support_y: Tensor,
+        descriptor: Tensor | None = None,
+        container: Arch | None = None,
+    ) -> Tensor:
         """Batched core: flat parameters ``[B, P]`` at ``container`` (default: the training container)."""
         batch = {"archs": archs, "support_x": support_x, "support_y": support_y}
         if self.oracle_features:
             if descriptor is None:
-                raise ConfigError(f"checkpoint {self.source} uses the oracle feature(s) {self.oracle_features}: pass each task's true descriptor")
+                raise ConfigError(
+                    f"checkpoint {self.source} uses the oracle feature(s) {self.oracle_features}: pass each task's true descriptor"
+                )
             batch["descriptor"] = descriptor
         features = self.features.compute({k: v.cpu() for k, v in batch.items()})
         return self.module(features.to(self.device), {k: v.to(self.device) for k, v in batch.items()}, container)
 
-    def _predict(self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any) -> tuple[list[Arch], list[Params], bool]:
+    def _predict(
+        self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any
+    ) -> tuple[list[Arch], list[Params], bool]:
         archs, many = self.parse_archs(arch)
         container = self.family.container([self.container, *archs])  # wider only for width-agnostic predictors
         if self.family.output_shape(container) != self.family.output_shape(self.container):
@@ -165,26 +199,39 @@ class Predictor:
             )
         x, y, batched = self.support_tensors(support, archs)
         archs = archs * x.shape[0] if len(archs) == 1 else archs
-        d = None if descriptor is None else torch.as_tensor(np.asarray(descriptor), dtype=torch.get_default_dtype()).reshape(len(archs), -1)
+        d = (
+            None
+            if descriptor is None
+            else torch.as_tensor(np.asarray(descriptor), dtype=torch.get_default_dtype()).reshape(len(archs), -1)
+        )
         flat = self.predict_flat(arch_tensor(archs), x, y, d, container).cpu()
         params = self.family.unflatten(flat, container)
         per_task = [{k: v[i] for k, v in params.items()} for i in range(len(archs))]
         return archs, per_task, batched or many
 
-    def predict(self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any = None) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+    def predict(
+        self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """The predicted target's ``state_dict`` (a list of them for a batch of tasks)."""
         archs, params, batched = self._predict(arch, support, descriptor)
         states = [self.family.module_state(self.family.crop(p, a)) for a, p in zip(archs, params)]
         return states if batched else states[0]
 
-    def materialize(self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any = None) -> nn.Module | list[nn.Module]:
+    def materialize(
+        self, arch: ArchSpec | Sequence[ArchSpec], support: SupportSpec, descriptor: Any = None
+    ) -> nn.Module | list[nn.Module]:
         """A ready ``nn.Module`` of the target family with the predicted weights (a list for a batch)."""
         archs, params, batched = self._predict(arch, support, descriptor)
         modules = [self.family.to_module(a, p).eval() for a, p in zip(archs, params)]
         return modules if batched else modules[0]
 
     def describe(self) -> dict[str, Any]:
-        return {"family": self.family.describe(), "task": self.task.describe(), "container": self.family.arch_to_dict(self.container), "features": self.features.dims}
+        return {
+            "family": self.family.describe(),
+            "task": self.task.describe(),
+            "container": self.family.arch_to_dict(self.container),
+            "features": self.features.dims,
+        }
 
 
 def load_predictor(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Predictor:
@@ -214,15 +261,27 @@ def _target_paths(out: str | Path) -> tuple[Path, Path]:
 
 
 def save_target(
-    out: str | Path, family_config: Mapping[str, Any], family: TargetFamily, arch: Arch, state: Mapping[str, Tensor], extra: Mapping[str, Any] | None = None
+    out: str | Path,
+    family_config: Mapping[str, Any],
+    family: TargetFamily,
+    arch: Arch,
+    state: Mapping[str, Tensor],
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<out>.safetensors`` (the module's state dict) and ``<out>.json`` (how to rebuild it)."""
     weights, meta = _target_paths(out)
     atomic_write_bytes(weights, st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
-    atomic_write_json(meta, {
-        "format": TARGET_FORMAT, "format_version": TARGET_FORMAT_VERSION, "family": dict(family_config),
-        "arch": {"family": family.name, **family.arch_to_dict(arch)}, "weights": weights.name, **(extra or {}),
-    })
+    atomic_write_json(
+        meta,
+        {
+            "format": TARGET_FORMAT,
+            "format_version": TARGET_FORMAT_VERSION,
+            "family": dict(family_config),
+            "arch": {"family": family.name, **family.arch_to_dict(arch)},
+            "weights": weights.name,
+            **(extra or {}),
+        },
+    )
     return weights, meta
 
 
@@ -264,7 +323,9 @@ def predict_to_files(ckpt_path: str | Path, arch: ArchSpec, support: str | Path,
     (parsed,), _ = predictor.parse_archs(arch)
     x, y, batched = predictor.support_tensors(support, [parsed])
     if batched:
-        raise ConfigError(f"support file {support}: holds {x.shape[0]} tasks; scripts/predict.py writes one target, use the Python API for batches")
+        raise ConfigError(
+            f"support file {support}: holds {x.shape[0]} tasks; scripts/predict.py writes one target, use the Python API for batches"
+        )
     model = predictor.materialize(parsed, support)
     fam = predictor.family
     out_shape = fam.output_shape(parsed)
@@ -274,6 +335,12 @@ def predict_to_files(ckpt_path: str | Path, arch: ArchSpec, support: str | Path,
     fit = {"support_loss": float(predictor.task.loss(pred, y)[0])}
     if predictor.task.classification:
         fit["support_accuracy"] = float(predictor.task.accuracy(pred, y)[0])
-    extra = {"checkpoint": str(ckpt_path), "task": predictor.task.describe(), "support": str(support), "n_support": int(x.shape[1]), **fit}
+    extra = {
+        "checkpoint": str(ckpt_path),
+        "task": predictor.task.describe(),
+        "support": str(support),
+        "n_support": int(x.shape[1]),
+        **fit,
+    }
     weights, meta = save_target(out, predictor.module.hparams.family, fam, parsed, model.state_dict(), extra)
     return {"weights": str(weights), "arch": str(meta), **fit}

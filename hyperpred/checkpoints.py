@@ -18,7 +18,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as e:  # noqa: BLE001 - every unreadable file gets the same clear message
-        raise ConfigError(f"ckpt_path={path}: not a readable checkpoint (truncated or not a torch file: {type(e).__name__})") from None
+        raise ConfigError(
+            f"ckpt_path={path}: not a readable checkpoint (truncated or not a torch file: {type(e).__name__})"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "family" not in (ckpt.get("hyper_parameters") or {}):
         raise ConfigError(f"ckpt_path={path}: not a hyperpred predictor checkpoint (no family in its hyper-parameters)")
     return ckpt

@@ -32,6 +32,6 @@ def run_entry(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
 def _in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
 
-    return HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN"
-
-
+    return (
+        HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN"
+    )

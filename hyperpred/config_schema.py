@@ -74,7 +74,12 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("seed", "an integer", _int, required=True),
-    Rule("target.archs", "a non-empty list of architectures", lambda v: isinstance(v, ListConfig) and len(v) > 0, required=True),
+    Rule(
+        "target.archs",
+        "a non-empty list of architectures",
+        lambda v: isinstance(v, ListConfig) and len(v) > 0,
+        required=True,
+    ),
     Rule("target.probe_seed", "an integer", _int),
     Rule("target.family.image_size", "a positive integer", positive_int),
     Rule("task.n_support", "a positive integer", positive_int),
@@ -101,7 +106,11 @@ RULES: tuple[Rule, ...] = (
     Rule("features.noise.size", "a positive integer", positive_int),
     Rule("loss.weight", "a number >= 0", lambda v: _num(v) and v >= 0),
     Rule("loss.functional", "a number >= 0", lambda v: _num(v) and v >= 0),
-    Rule("loss.canonicalize", "null or one of hinge, incoming_norm, outgoing", optional(one_of("hinge", "incoming_norm", "outgoing"))),
+    Rule(
+        "loss.canonicalize",
+        "null or one of hinge, incoming_norm, outgoing",
+        optional(one_of("hinge", "incoming_norm", "outgoing")),
+    ),
     Rule("loss.functional_scale", "one of none, support_var", one_of("none", "support_var")),
     Rule("loss.width_augment", "true or false", lambda v: isinstance(v, bool)),
     Rule("finetune.enabled", "true or false", lambda v: isinstance(v, bool)),
@@ -113,7 +122,14 @@ RULES: tuple[Rule, ...] = (
 )
 
 #: Config groups a run cannot do without, with an example choice for the message.
-REQUIRED_GROUPS = {"target": "target=mlp", "task": "task=sine", "features": "features=[arch]", "predictor": "predictor=mlp", "zoo": "zoo=default", "data": "data=default"}
+REQUIRED_GROUPS = {
+    "target": "target=mlp",
+    "task": "task=sine",
+    "features": "features=[arch]",
+    "predictor": "predictor=mlp",
+    "zoo": "zoo=default",
+    "data": "data=default",
+}
 
 
 def _value(cfg: DictConfig, key: str) -> Any:

@@ -36,7 +36,9 @@ def run_config_of(predictor: Predictor, cfg: DictConfig) -> DictConfig:
     """The training run's config from the checkpoint, with this process's paths."""
     stored = predictor.module.hparams.get("run_config")
     if not stored:
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: the checkpoint has no run_config (written by an older hyperpred); retrain, or evaluate with scripts/train.py")
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: the checkpoint has no run_config (written by an older hyperpred); retrain, or evaluate with scripts/train.py"
+        )
     run_cfg = OmegaConf.create(stored)
     with open_dict(run_cfg):
         run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
@@ -54,7 +56,9 @@ def _seconds(fn: Any, repeats: int = 1) -> float:
     return best
 
 
-def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0) -> dict[str, float]:
+def time_predict_vs_train(
+    predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0
+) -> dict[str, float]:
     """Seconds to get every target of ``split`` by one predictor pass vs by the zoo's training recipe.
 
     Both are batched over the split's tasks exactly as the zoo and the predictor run them; the
@@ -69,7 +73,18 @@ def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe
     def train(rows: slice) -> Any:
         init = fam.unflatten(split["init"][rows], container)
         g = torch.Generator().manual_seed(seed)
-        return train_targets(fam, task, split["archs"][rows], container, init, split["support_x"][rows], split["support_y"][rows], recipe, g, strategy=strategy)
+        return train_targets(
+            fam,
+            task,
+            split["archs"][rows],
+            container,
+            init,
+            split["support_x"][rows],
+            split["support_y"][rows],
+            recipe,
+            g,
+            strategy=strategy,
+        )
 
     everything, first = slice(None), slice(0, 1)
     out = {
@@ -86,7 +101,9 @@ def time_predict_vs_train(predictor: Predictor, split: dict[str, Tensor], recipe
 
 def _loader(split: dict[str, Tensor], batch_size: int) -> DataLoader:
     dataset = TensorDictDataset(split)
-    return DataLoader(dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False), batch_size=None)
+    return DataLoader(
+        dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False), batch_size=None
+    )
 
 
 def held_out_groups(task: Any, split: dict[str, Tensor], limit: int = 12) -> str | None:
@@ -99,7 +116,9 @@ def held_out_groups(task: Any, split: dict[str, Tensor], limit: int = 12) -> str
         return f"{len(uniq)} task groups"
     first = torch.full((len(uniq),), len(groups)).scatter_reduce(0, inverse, torch.arange(len(groups)), "amin")
     reps = sorted(tuple(row) for row in split["descriptor"][first].tolist())
-    return f"{len(uniq)} task groups (descriptor of one task each): " + ", ".join("(" + ", ".join(f"{v:g}" for v in r) + ")" for r in reps)
+    return f"{len(uniq)} task groups (descriptor of one task each): " + ", ".join(
+        "(" + ", ".join(f"{v:g}" for v in r) + ")" for r in reps
+    )
 
 
 def print_accuracy_and_timing(metrics: dict[str, float], splits: list[str]) -> None:
@@ -131,7 +150,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
     parts = build_parts(run_cfg)
-    datamodule = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, canonicalize=run_cfg.loss.get("canonicalize"), **run_cfg.data)
+    datamodule = ZooDataModule(
+        parts.builder, parts.features, parts.unseen_archs, canonicalize=run_cfg.loss.get("canonicalize"), **run_cfg.data
+    )
     datamodule.prepare_data()
     datamodule.setup("test")
     wanted = list(datamodule.splits) if cfg.split == "all" else [cfg.split]
@@ -139,7 +160,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if missing:
         raise ConfigError(f"split={cfg.split}: this run's zoo has the splits {sorted(datamodule.splits)} (or 'all')")
     output_dir = Path(cfg.paths.output_dir)
-    write_run_info(output_dir, cfg, {"checkpoint": str(cfg.ckpt_path), "zoo": {"key": datamodule.zoo.key, "folder": str(datamodule.zoo.folder)}})
+    write_run_info(
+        output_dir,
+        cfg,
+        {"checkpoint": str(cfg.ckpt_path), "zoo": {"key": datamodule.zoo.key, "folder": str(datamodule.zoo.folder)}},
+    )
 
     module = predictor.module
     module.test_split_names = wanted
@@ -148,9 +173,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(module, dataloaders=[_loader(datamodule.splits[s], batch_size) for s in wanted], verbose=False)
     metrics = dict(module.test_metrics)
     if cfg.get("timing", True):
-        recipe = TrainRecipe(steps=run_cfg.zoo.steps, lr=float(run_cfg.zoo.lr), batch_size=run_cfg.zoo.get("batch_size"))
+        recipe = TrainRecipe(
+            steps=run_cfg.zoo.steps, lr=float(run_cfg.zoo.lr), batch_size=run_cfg.zoo.get("batch_size")
+        )
         for s in wanted:
-            timing = time_predict_vs_train(predictor, datamodule.splits[s], recipe, str(run_cfg.zoo.get("strategy", "auto")))
+            timing = time_predict_vs_train(
+                predictor, datamodule.splits[s], recipe, str(run_cfg.zoo.get("strategy", "auto"))
+            )
             metrics.update({f"{s}/{k}": v for k, v in timing.items()})
     path = write_metrics(output_dir, metrics)
     print_metrics_table(metrics, wanted)

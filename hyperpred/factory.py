@@ -39,7 +39,9 @@ class Parts:
 
 def _instantiate(node: Any, key: str) -> Any:
     if not isinstance(node, (DictConfig, Mapping)) or "_target_" not in node:
-        raise ConfigError(f"{key} must be a config with a _target_, got {OmegaConf.to_container(node) if isinstance(node, DictConfig) else node!r}")
+        raise ConfigError(
+            f"{key} must be a config with a _target_, got {OmegaConf.to_container(node) if isinstance(node, DictConfig) else node!r}"
+        )
     try:
         return instantiate(node)
     except InstantiationException as e:
@@ -53,7 +55,9 @@ def _archs(family: TargetFamily, specs: Any, key: str) -> list[tuple[int, ...]]:
     if specs is None:
         return []
     if not isinstance(specs, (ListConfig, Sequence)) or isinstance(specs, str):
-        raise ConfigError(f"{key} must be a list of architectures like [{{{family.arch_fields[0]}: ...}}], got {specs!r}")
+        raise ConfigError(
+            f"{key} must be a list of architectures like [{{{family.arch_fields[0]}: ...}}], got {specs!r}"
+        )
     out = []
     for i, spec in enumerate(specs):
         spec = OmegaConf.to_container(spec) if isinstance(spec, (DictConfig, ListConfig)) else spec
@@ -94,11 +98,16 @@ def build_features(cfg: DictConfig, ctx: FeatureContext) -> FeatureSet:
 def _check_predictor_sizes(cfg: DictConfig, family: TargetFamily, in_dim: int, out_dim: int) -> None:
     """``predictor.in_dim``/``out_dim`` come from the data; a hand-typed value must agree with it."""
     node = cfg.get("predictor")
-    for key, expected, source in (("in_dim", in_dim, "the features' total size"), ("out_dim", out_dim, f"the parameter count of target={family.name}")):
+    for key, expected, source in (
+        ("in_dim", in_dim, "the features' total size"),
+        ("out_dim", out_dim, f"the parameter count of target={family.name}"),
+    ):
         if node is None or key not in node or OmegaConf.is_missing(node, key):
             continue
         if node[key] != expected:
-            raise ConfigError(f"predictor.{key}={node[key]!r} does not match {source} ({expected}); leave it ??? to have it filled in")
+            raise ConfigError(
+                f"predictor.{key}={node[key]!r} does not match {source} ({expected}); leave it ??? to have it filled in"
+            )
 
 
 def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
@@ -111,7 +120,9 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
     unseen = _archs(family, cfg.target.get("unseen_archs"), "target.unseen_archs")
     overlap = sorted(set(archs) & set(unseen))
     if overlap:
-        raise ConfigError(f"target.unseen_archs overlaps target.archs at {[family.arch_to_dict(a) for a in overlap]}: an unseen architecture must not be trained on")
+        raise ConfigError(
+            f"target.unseen_archs overlaps target.archs at {[family.arch_to_dict(a) for a in overlap]}: an unseen architecture must not be trained on"
+        )
     try:
         container = family.container(archs + unseen)
         for arch in archs + unseen:  # geometry errors (a kernel larger than the image) surface here
@@ -121,23 +132,36 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
     task.check_compatible(family, archs + unseen)
     probe = _archs(family, [cfg.target.probe_arch], "target.probe_arch")[0] if cfg.target.get("probe_arch") else None
     if probe is not None and family.output_shape(probe) != family.output_shape(container):
-        raise ConfigError(f"target.probe_arch {family.arch_to_dict(probe)} must have the same outputs as the data {family.output_shape(container)}")
+        raise ConfigError(
+            f"target.probe_arch {family.arch_to_dict(probe)} must have the same outputs as the data {family.output_shape(container)}"
+        )
     z = cfg.zoo
     try:
         recipe = TrainRecipe(steps=z.steps, lr=float(z.lr), batch_size=z.get("batch_size"))
         spec = ZooSpec(
-            family=family.describe(), task=task.describe(), archs=tuple(archs + unseen), container=container,
-            num_targets=z.num_targets, shard_size=z.shard_size, seed=z.seed, init=z.init, recipe=recipe,
+            family=family.describe(),
+            task=task.describe(),
+            archs=tuple(archs + unseen),
+            container=container,
+            num_targets=z.num_targets,
+            shard_size=z.shard_size,
+            seed=z.seed,
+            init=z.init,
+            recipe=recipe,
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
     if spec.num_targets > z.get("max_targets", spec.num_targets):
-        raise ConfigError(f"zoo.num_targets={spec.num_targets} exceeds zoo.max_targets={z.max_targets}; raise zoo.max_targets if you mean it")
+        raise ConfigError(
+            f"zoo.num_targets={spec.num_targets} exceeds zoo.max_targets={z.max_targets}; raise zoo.max_targets if you mean it"
+        )
     ctx = FeatureContext.create(family, task, container, probe, int(cfg.target.get("probe_seed", 0)))
     features = build_features(cfg, ctx)
     _check_predictor_sizes(cfg, family, in_dim=features.dim, out_dim=family.num_params(container))
     show = bool(z.get("progress", False)) if progress is None else progress
     strategy, device = str(z.get("strategy") or "auto"), z.get("device") or None
-    select_kernel(family, task, recipe, device, strategy)  # a bad zoo.strategy or zoo.device fails here, before any work
+    select_kernel(
+        family, task, recipe, device, strategy
+    )  # a bad zoo.strategy or zoo.device fails here, before any work
     builder = ZooBuilder(family, task, spec, Path(cfg.paths.cache_dir), progress=show, strategy=strategy, device=device)
     return Parts(family, task, archs, unseen, container, spec, builder, features)

@@ -61,7 +61,9 @@ def finetune_steps(
             return steps
         batch = batch_size if batch_size is not None and batch_size < n else None
         recipe = TrainRecipe(steps=max_steps, lr=lr, batch_size=batch)
-        kernel = select_kernel(family, task, recipe, flat.device)(family, task, archs, container, support_x, support_y, batch)
+        kernel = select_kernel(family, task, recipe, flat.device)(
+            family, task, archs, container, support_x, support_y, batch
+        )
         adam, grad = BatchedAdam(params, lr), torch.empty_like(params)
         for step in range(1, max_steps + 1):
             rows = None if batch is None else minibatch_rows(seed, step - 1, b, n, batch).to(flat.device)

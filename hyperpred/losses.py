@@ -38,9 +38,13 @@ class PredictionLoss:
 
     def __post_init__(self) -> None:
         if self.weight < 0 or self.functional < 0 or self.weight + self.functional <= 0:
-            raise ValueError(f"loss.weight and loss.functional must be >= 0 and not both 0, got {self.weight}, {self.functional}")
+            raise ValueError(
+                f"loss.weight and loss.functional must be >= 0 and not both 0, got {self.weight}, {self.functional}"
+            )
         if self.functional_scale not in FUNCTIONAL_SCALES:
-            raise ValueError(f"loss.functional_scale must be one of {list(FUNCTIONAL_SCALES)}, got {self.functional_scale!r}")
+            raise ValueError(
+                f"loss.functional_scale must be one of {list(FUNCTIONAL_SCALES)}, got {self.functional_scale!r}"
+            )
         if self.canonicalize is not None:
             from hyperpred.symmetry import KEYS
 

@@ -59,7 +59,10 @@ def summarize_finetune(fraction: Tensor, reached: Tensor | None = None) -> dict[
     ok = torch.isfinite(fraction)
     if not ok.any():
         return {}
-    out = {"finetune_steps_fraction": fraction[ok].median().item(), "finetune_steps_fraction_mean": fraction[ok].mean().item()}
+    out = {
+        "finetune_steps_fraction": fraction[ok].median().item(),
+        "finetune_steps_fraction_mean": fraction[ok].mean().item(),
+    }
     if reached is not None:
         out["finetune_reached"] = reached[ok].to(fraction.dtype).mean().item()
     return out

@@ -25,7 +25,9 @@ SPLITS = ("test", "test_unseen_arch")
 def is_plottable(module: Any) -> bool:
     """True for scalar-in, scalar-out regression targets."""
     c, fam = module.container, module.family
-    return fam.input_shape(c) == (1,) and fam.output_shape(c) == (1,) and not getattr(module.task, "classification", False)
+    return (
+        fam.input_shape(c) == (1,) and fam.output_shape(c) == (1,) and not getattr(module.task, "classification", False)
+    )
 
 
 def pick_rows(split: dict[str, Tensor], count: int) -> Tensor:
@@ -52,7 +54,9 @@ def true_function(task: Any, descriptor: Tensor, x: Tensor) -> Tensor | None:
 
 
 @torch.no_grad()
-def prediction_grid(module: Any, split: dict[str, Tensor], path: Path, title: str, count: int = 12, cols: int = 4) -> Path | None:
+def prediction_grid(
+    module: Any, split: dict[str, Tensor], path: Path, title: str, count: int = 12, cols: int = 4
+) -> Path | None:
     """Draw ``count`` tasks of ``split`` (see module doc) to ``path``; None when there is nothing to draw."""
     from matplotlib.figure import Figure
 
@@ -87,8 +91,17 @@ def prediction_grid(module: Any, split: dict[str, Tensor], path: Path, title: st
             ax.plot(grid, y_true[i], color="black", lw=2.2, alpha=0.35, label="true function")
         else:
             order = torch.argsort(batch["query_x"][i, :, 0])
-            ax.plot(batch["query_x"][i, order, 0], batch["query_y"][i, order, 0], color="black", lw=2.2, alpha=0.35, label="query data")
-        ax.scatter(batch["support_x"][i, :, 0], batch["support_y"][i, :, 0], s=6, color="tab:gray", alpha=0.7, label="support")
+            ax.plot(
+                batch["query_x"][i, order, 0],
+                batch["query_y"][i, order, 0],
+                color="black",
+                lw=2.2,
+                alpha=0.35,
+                label="query data",
+            )
+        ax.scatter(
+            batch["support_x"][i, :, 0], batch["support_y"][i, :, 0], s=6, color="tab:gray", alpha=0.7, label="support"
+        )
         ax.plot(grid, y_trained[i], color="tab:blue", lw=1.2, label="trained target")
         ax.plot(grid, y_pred[i], color="tab:orange", lw=1.2, ls="--", label="predicted target")
         arch = ", ".join(f"{k}={v}" for k, v in family.arch_to_dict(batch["archs"][i].tolist()).items())

@@ -91,13 +91,22 @@ def load_job(folder: Path) -> Job | None:
         except json.JSONDecodeError:
             metrics = None
     config = _read_yaml(folder / ".hydra" / "config.yaml") or _read_yaml(folder / "config_resolved.yaml") or {}
-    return Job(folder, _parse_overrides(overrides), metrics, config.get("optimized_metric") if isinstance(config, dict) else None)
+    return Job(
+        folder,
+        _parse_overrides(overrides),
+        metrics,
+        config.get("optimized_metric") if isinstance(config, dict) else None,
+    )
 
 
 def collect(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise ConfigError(f"{sweep_dir}: no such multirun folder")
-    jobs = [job for sub in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name)) if sub.is_dir() and (job := load_job(sub))]
+    jobs = [
+        job
+        for sub in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name))
+        if sub.is_dir() and (job := load_job(sub))
+    ]
     if not jobs:
         raise ConfigError(f"{sweep_dir}: no job folders (subfolders with overrides.yaml or .hydra/overrides.yaml)")
     return jobs
@@ -126,7 +135,11 @@ def _value_key(value: str) -> tuple:
         parsed = yaml.safe_load(str(value))
     except yaml.YAMLError:
         parsed = None
-    if isinstance(parsed, list) and parsed and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in parsed):
+    if (
+        isinstance(parsed, list)
+        and parsed
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in parsed)
+    ):
         return (1, tuple(float(x) for x in parsed), "")
     return (2, (), str(value))
 
@@ -167,7 +180,9 @@ class Report:
     plots: list[Path] = field(default_factory=list)
 
 
-def build_report(sweep_dir: str | Path, metrics: list[str] | None = None, seed_keys: tuple[str, ...] = SEED_KEYS) -> Report:
+def build_report(
+    sweep_dir: str | Path, metrics: list[str] | None = None, seed_keys: tuple[str, ...] = SEED_KEYS
+) -> Report:
     """Gather the jobs of a multirun and render the markdown table (no files written)."""
     sweep_dir = Path(sweep_dir)
     jobs = collect(sweep_dir)
@@ -179,7 +194,9 @@ def build_report(sweep_dir: str | Path, metrics: list[str] | None = None, seed_k
     if metrics:
         missing = [m for m in metrics if m not in available]
         if missing:
-            raise ConfigError(f"--metrics {missing} not found in any metrics.json of {sweep_dir}; available: {available}")
+            raise ConfigError(
+                f"--metrics {missing} not found in any metrics.json of {sweep_dir}; available: {available}"
+            )
         chosen = list(metrics)
     else:
         chosen = [m for m in (optimized, *DEFAULT_METRICS) if m and m in available]
@@ -192,13 +209,19 @@ def build_report(sweep_dir: str | Path, metrics: list[str] | None = None, seed_k
     lines = [f"# Sweep report: `{sweep_dir.name}`", ""]
     constant = {k: v for k, v in jobs[0].overrides.items() if k not in keys}
     done = sum(j.metrics is not None for j in jobs)
-    lines.append(f"{len(jobs)} jobs ({done} finished), swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}; "
-                 f"mean ± std over {', '.join(seed_keys)} (n = finished jobs per row).")
+    lines.append(
+        f"{len(jobs)} jobs ({done} finished), swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}; "
+        f"mean ± std over {', '.join(seed_keys)} (n = finished jobs per row)."
+    )
     if constant:
         lines.append("Fixed overrides: " + " ".join(f"`{k}={v}`" for k, v in constant.items()) + ".")
     if primary:
         lines.append(f"Best row (★) by `{primary}` ({'higher' if sign < 0 else 'lower'} is better).")
-    lines += ["", "| " + " | ".join([*(group_keys or ["run"]), "n", *chosen]) + " |", "|" + "---|" * (len(group_keys or [1]) + 1 + len(chosen))]
+    lines += [
+        "",
+        "| " + " | ".join([*(group_keys or ["run"]), "n", *chosen]) + " |",
+        "|" + "---|" * (len(group_keys or [1]) + 1 + len(chosen)),
+    ]
     for row in rows:
         n = len([j for j in row.jobs if j.metrics is not None])
         cells = [_fmt(*row.mean_std(m)) for m in chosen]
@@ -215,8 +238,12 @@ def build_report(sweep_dir: str | Path, metrics: list[str] | None = None, seed_k
             lines.append(f"- `{j.folder.name}` " + " ".join(f"`{k}={j.overrides.get(k)}`" for k in keys) + f": {why}")
     optuna = _read_yaml(sweep_dir / "optimization_results.yaml")
     if isinstance(optuna, dict) and "best_params" in optuna:
-        lines += ["", f"Optuna best trial: value {optuna.get('best_value')} with "
-                  + " ".join(f"`{k}={v}`" for k, v in optuna["best_params"].items()) + "."]
+        lines += [
+            "",
+            f"Optuna best trial: value {optuna.get('best_value')} with "
+            + " ".join(f"`{k}={v}`" for k, v in optuna["best_params"].items())
+            + ".",
+        ]
     return Report(sweep_dir, jobs, keys, group_keys, rows, chosen, primary, best, "\n".join(lines) + "\n")
 
 
@@ -257,7 +284,12 @@ def plot_report(report: Report, out_dir: Path) -> list[Path]:
                 x = [_as_number(p[0]) if numeric else xs_all.index(p[0]) for p in pts]
                 name = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or None
                 ax.errorbar(x, [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3, label=name)
-            if numeric and len(xs_all) > 2 and min(map(float, xs_all)) > 0 and max(map(float, xs_all)) / min(map(float, xs_all)) >= 100:
+            if (
+                numeric
+                and len(xs_all) > 2
+                and min(map(float, xs_all)) > 0
+                and max(map(float, xs_all)) / min(map(float, xs_all)) >= 100
+            ):
                 ax.set_xscale("log")
             if not numeric:
                 ax.set_xticks(range(len(xs_all)), xs_all, rotation=30, fontsize=8)
@@ -281,21 +313,37 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-def write_report(sweep_dir: str | Path, metrics: list[str] | None = None, out_dir: str | Path | None = None, plots: bool = True) -> Report:
+def write_report(
+    sweep_dir: str | Path, metrics: list[str] | None = None, out_dir: str | Path | None = None, plots: bool = True
+) -> Report:
     """Build the report and write ``report.md``, ``report.json`` and the PNGs next to the sweep."""
     report = build_report(sweep_dir, metrics)
     out = Path(out_dir) if out_dir else report.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     report.plots = plot_report(report, out) if plots else []
-    md = report.markdown + ("\n" + "\n".join(f"![{p.stem}]({p.name})" for p in report.plots) + "\n" if report.plots else "")
+    md = report.markdown + (
+        "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in report.plots) + "\n" if report.plots else ""
+    )
     report.markdown = md
     atomic_write_bytes(out / "report.md", md.encode())
-    atomic_write_json(out / "report.json", {
-        "sweep_dir": str(report.sweep_dir), "swept": report.keys, "grouped_by": report.group_keys, "metrics": report.metrics,
-        "best": dict(zip(report.group_keys, report.best.key)) if report.best else None,
-        "rows": [{"values": dict(zip(report.group_keys, r.key)), "jobs": [j.folder.name for j in r.jobs],
-                  **{m: _stat_json(r.mean_std(m)) for m in report.metrics}} for r in report.rows],
-    })
+    atomic_write_json(
+        out / "report.json",
+        {
+            "sweep_dir": str(report.sweep_dir),
+            "swept": report.keys,
+            "grouped_by": report.group_keys,
+            "metrics": report.metrics,
+            "best": dict(zip(report.group_keys, report.best.key)) if report.best else None,
+            "rows": [
+                {
+                    "values": dict(zip(report.group_keys, r.key)),
+                    "jobs": [j.folder.name for j in r.jobs],
+                    **{m: _stat_json(r.mean_std(m)) for m in report.metrics},
+                }
+                for r in report.rows
+            ],
+        },
+    )
     return report
 
 

@@ -33,7 +33,9 @@ def read_support_file(path: str | Path, y_columns: int) -> tuple[np.ndarray, np.
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in ("x", "y") if k not in data.files]
                 if missing:
-                    raise ConfigError(f"support file {path}: missing array(s) {missing}; it has {sorted(data.files)} (needs 'x' and 'y')")
+                    raise ConfigError(
+                        f"support file {path}: missing array(s) {missing}; it has {sorted(data.files)} (needs 'x' and 'y')"
+                    )
                 return np.asarray(data["x"]), np.asarray(data["y"])
         except (OSError, ValueError) as e:
             if isinstance(e, ConfigError):
@@ -41,7 +43,9 @@ def read_support_file(path: str | Path, y_columns: int) -> tuple[np.ndarray, np.
             raise ConfigError(f"support file {path}: not a readable .npz file ({e})") from None
     table = _read_csv(path)
     if table.shape[1] <= y_columns:
-        raise ConfigError(f"support file {path}: {table.shape[1]} columns, but a row needs the input values and {y_columns} output column(s)")
+        raise ConfigError(
+            f"support file {path}: {table.shape[1]} columns, but a row needs the input values and {y_columns} output column(s)"
+        )
     y = table[:, -y_columns:]
     return table[:, :-y_columns], y[:, 0] if y_columns == 1 else y
 
@@ -77,7 +81,9 @@ def check_finite(name: str, values: Tensor, lead_dims: int, source: str) -> None
         per_sample = bad.flatten(lead_dims).any(-1) if values.dim() > lead_dims else bad
         samples = torch.nonzero(per_sample)[:, -1].unique().tolist()
         kind = "NaN" if torch.isnan(values).any() else "infinite"
-        raise ConfigError(f"{source}: {int(bad.sum())} {kind} value(s) in {name} (samples {samples[:5]}{' ...' if len(samples) > 5 else ''})")
+        raise ConfigError(
+            f"{source}: {int(bad.sum())} {kind} value(s) in {name} (samples {samples[:5]}{' ...' if len(samples) > 5 else ''})"
+        )
 
 
 def to_tensor(name: str, values: object, source: str) -> Tensor:
@@ -85,7 +91,9 @@ def to_tensor(name: str, values: object, source: str) -> Tensor:
         t = torch.as_tensor(np.asarray(values))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: {name} is not a numeric array ({e})") from None
-    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)):
+    if not (
+        t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
+    ):
         raise ConfigError(f"{source}: {name} has dtype {t.dtype}, expected numbers")
     return t
 
@@ -99,9 +107,13 @@ def shape_inputs(x: Tensor, in_shape: Sequence[int], source: str) -> tuple[Tenso
     elif x.dim() >= 2 and x.shape[-1] == size:
         lead = x.shape[:-1]
     else:
-        raise ConfigError(f"{source}: x has shape {tuple(x.shape)}, but the architecture takes inputs of shape {in_shape} ({size} values per sample)")
+        raise ConfigError(
+            f"{source}: x has shape {tuple(x.shape)}, but the architecture takes inputs of shape {in_shape} ({size} values per sample)"
+        )
     if len(lead) not in (1, 2):
-        raise ConfigError(f"{source}: x has shape {tuple(x.shape)}; expected [samples, *{in_shape}] or [tasks, samples, *{in_shape}]")
+        raise ConfigError(
+            f"{source}: x has shape {tuple(x.shape)}; expected [samples, *{in_shape}] or [tasks, samples, *{in_shape}]"
+        )
     if lead[-1] == 0:
         raise ConfigError(f"{source}: no samples")
     x = x.reshape(*lead, *in_shape).to(torch.get_default_dtype())
@@ -110,7 +122,13 @@ def shape_inputs(x: Tensor, in_shape: Sequence[int], source: str) -> tuple[Tenso
 
 
 def shape_targets(
-    y: Tensor, lead: tuple[int, int], batched: bool, out_shapes: Sequence[tuple[int, ...]], container_out: Sequence[int], classification: bool, source: str
+    y: Tensor,
+    lead: tuple[int, int],
+    batched: bool,
+    out_shapes: Sequence[tuple[int, ...]],
+    container_out: Sequence[int],
+    classification: bool,
+    source: str,
 ) -> Tensor:
     """``y`` as ``[B, n, *container_out]``: class labels become one-hot, smaller outputs are zero-padded.
 
@@ -130,19 +148,29 @@ def shape_targets(
         if wrong.any():
             task, sample = (int(i) for i in torch.nonzero(wrong)[0])
             kk = int(k[task, 0])
-            raise ConfigError(f"{source}: class label {int(labels[task, sample])} (sample {sample}) is outside 0..{kk - 1} for the architecture's {kk} classes")
+            raise ConfigError(
+                f"{source}: class label {int(labels[task, sample])} (sample {sample}) is outside 0..{kk - 1} for the architecture's {kk} classes"
+            )
         return torch.nn.functional.one_hot(labels, container_out[0]).to(torch.get_default_dtype())
     shapes = {tuple(s) for s in out_shapes}
     if len(shapes) > 1:
-        raise ConfigError(f"{source}: tasks with different output shapes {sorted(shapes)} need one (x, y) pair per task")
+        raise ConfigError(
+            f"{source}: tasks with different output shapes {sorted(shapes)} need one (x, y) pair per task"
+        )
     (out,) = shapes
     y = y.to(torch.get_default_dtype())
     if math.prod(out) == 1 and y.dim() == (2 if batched else 1):
         y = y.unsqueeze(-1)
     want = (b, n, *out) if batched else (n, *out)
     if tuple(y.shape) != want:
-        what = f"labels of shape {want[:-1]} or one-hot scores of shape {want}" if classification else f"outputs of shape {want}"
-        raise ConfigError(f"{source}: y has shape {tuple(y.shape)}, but x's {n} samples and the architecture need {what}")
+        what = (
+            f"labels of shape {want[:-1]} or one-hot scores of shape {want}"
+            if classification
+            else f"outputs of shape {want}"
+        )
+        raise ConfigError(
+            f"{source}: y has shape {tuple(y.shape)}, but x's {n} samples and the architecture need {what}"
+        )
     y = y.reshape(b, n, *out)
     pad = []
     for have, want in zip(reversed(out), reversed(tuple(container_out))):

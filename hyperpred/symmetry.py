@@ -43,7 +43,9 @@ def unit_key(layout: UnitLayout, params: Params, key: str) -> Tensor:
         weights = [t for t in incoming if params[t.name].dim() > 2]
         biases = [t for t in incoming if params[t.name].dim() == 2]
         if len(weights) != 1 or len(biases) != 1 or weights[0].per_unit != 1:
-            raise ConfigError(f"symmetry key 'hinge' needs one scalar incoming weight and one bias per unit (family '{layout.family.name}'); use incoming_norm or outgoing")
+            raise ConfigError(
+                f"symmetry key 'hinge' needs one scalar incoming weight and one bias per unit (family '{layout.family.name}'); use incoming_norm or outgoing"
+            )
         w = units[weights[0].name][..., 0]
         b = units[biases[0].name][..., 0]
         tiny = torch.finfo(w.dtype).tiny ** 0.5
@@ -80,14 +82,25 @@ def canonical_permutation(layout: UnitLayout, params: Params, archs: Tensor, key
     return torch.argsort(k, dim=1, stable=True)
 
 
-def canonicalize(family: TargetFamily, params: Params, archs: Tensor, container: Sequence[int], key: str = "hinge", width_field: str | None = None) -> Params:
+def canonicalize(
+    family: TargetFamily,
+    params: Params,
+    archs: Tensor,
+    container: Sequence[int],
+    key: str = "hinge",
+    width_field: str | None = None,
+) -> Params:
     """The canonical form of a batch of (padded) targets: same functions, units sorted by ``key``."""
     layout = UnitLayout(family, container, width_field)
     if not layout.hidden:
-        raise ConfigError(f"family '{family.name}': its '{layout.width_field}' units are outputs, not hidden units; they have no permutation symmetry to canonicalize")
+        raise ConfigError(
+            f"family '{family.name}': its '{layout.width_field}' units are outputs, not hidden units; they have no permutation symmetry to canonicalize"
+        )
     return permute_units(layout, params, canonical_permutation(layout, params, archs, key))
 
 
-def canonicalize_flat(family: TargetFamily, flat: Tensor, archs: Tensor, container: Sequence[int], key: str = "hinge") -> Tensor:
+def canonicalize_flat(
+    family: TargetFamily, flat: Tensor, archs: Tensor, container: Sequence[int], key: str = "hinge"
+) -> Tensor:
     """:func:`canonicalize` on flat ``[B, P]`` parameters."""
     return family.flatten(canonicalize(family, family.unflatten(flat, container), archs, container, key))

@@ -20,8 +20,17 @@ from hyperpred.lit.module import WeightPredictionModule
 from hyperpred.plots import prediction_grids
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
-    RunIdentity, check_process_launch, finish_wandb, instantiate_list, print_metrics_table, read_checkpoint_identity, resolve_num_threads,
-    update_run_info, write_metrics, write_run_info, zoo_content_hash,
+    RunIdentity,
+    check_process_launch,
+    finish_wandb,
+    instantiate_list,
+    print_metrics_table,
+    read_checkpoint_identity,
+    resolve_num_threads,
+    update_run_info,
+    write_metrics,
+    write_run_info,
+    zoo_content_hash,
 )
 from hyperpred.utils.wandb_run import prepare_wandb_config, record_provenance
 
@@ -56,32 +65,59 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, canonicalize=cfg.loss.get("canonicalize"), **cfg.data)
+    datamodule = ZooDataModule(
+        parts.builder, parts.features, parts.unseen_archs, canonicalize=cfg.loss.get("canonicalize"), **cfg.data
+    )
     datamodule.prepare_data()
     datamodule.setup("fit")
 
     module = WeightPredictionModule(
-        family=_plain(cfg.target.family), task=_plain(cfg.task), predictor=_plain(cfg.predictor), loss=_plain(cfg.loss),
-        optimizer=_plain(cfg.optimizer), scheduler=_plain(cfg.get("scheduler")), container=list(datamodule.zoo.container),
-        in_dim=datamodule.in_dim, out_dim=datamodule.out_dim, features=_plain(cfg.features),
+        family=_plain(cfg.target.family),
+        task=_plain(cfg.task),
+        predictor=_plain(cfg.predictor),
+        loss=_plain(cfg.loss),
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.get("scheduler")),
+        container=list(datamodule.zoo.container),
+        in_dim=datamodule.in_dim,
+        out_dim=datamodule.out_dim,
+        features=_plain(cfg.features),
         probe={"arch": _plain(cfg.target.get("probe_arch")), "seed": int(cfg.target.get("probe_seed", 0))},
-        finetune={"lr": float(cfg.zoo.lr), "steps": int(cfg.zoo.steps), "batch_size": cfg.zoo.get("batch_size"), **(_plain(cfg.get("finetune")) or {})},
+        finetune={
+            "lr": float(cfg.zoo.lr),
+            "steps": int(cfg.zoo.steps),
+            "batch_size": cfg.zoo.get("batch_size"),
+            **(_plain(cfg.get("finetune")) or {}),
+        },
         run_config=_plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
     )
     module.set_normalization(datamodule.stats)
     module.test_split_names = datamodule.test_split_names
 
     zoo_info = {
-        "key": datamodule.zoo.key, "content_hash": zoo_content_hash(datamodule.zoo.manifest), "folder": str(datamodule.zoo.folder), "num_targets": len(datamodule.zoo),
-        "loaded_from_cache": datamodule.build_stats.loaded_from_cache, "targets_trained": datamodule.build_stats.targets_trained,
-        "seconds": round(datamodule.build_stats.seconds, 3), "num_diverged": datamodule.zoo.manifest.get("num_diverged", 0),
+        "key": datamodule.zoo.key,
+        "content_hash": zoo_content_hash(datamodule.zoo.manifest),
+        "folder": str(datamodule.zoo.folder),
+        "num_targets": len(datamodule.zoo),
+        "loaded_from_cache": datamodule.build_stats.loaded_from_cache,
+        "targets_trained": datamodule.build_stats.targets_trained,
+        "seconds": round(datamodule.build_stats.seconds, 3),
+        "num_diverged": datamodule.zoo.manifest.get("num_diverged", 0),
     }
-    info = write_run_info(output_dir, cfg, {"zoo": zoo_info, "feature_dims": parts.features.dims, "seed": cfg.seed, "resumed_from": cfg.get("ckpt_path")})
+    info = write_run_info(
+        output_dir,
+        cfg,
+        {"zoo": zoo_info, "feature_dims": parts.features.dims, "seed": cfg.seed, "resumed_from": cfg.get("ckpt_path")},
+    )
 
     prepare_wandb_config(cfg, identity.get("wandb_id"))  # sweep group, and the same wandb run when resuming
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
-    callbacks.append(RunIdentity({"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}))
+    callbacks.append(
+        RunIdentity(
+            {"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}
+        )
+    )
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_process_launch(trainer)
     exit_code = 1
@@ -105,7 +141,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             print_accuracy_and_timing(metrics, datamodule.test_split_names)
             log.info("Metrics written to %s", path)
             if not trainer.fast_dev_run:
-                weight_histograms(module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png")
+                weight_histograms(
+                    module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png"
+                )
                 prediction_grids(module, datamodule.splits, output_dir / PLOTS_DIR)
                 log_images(loggers, run_images(output_dir), output_dir)
         exit_code = 0

@@ -98,7 +98,13 @@ def conv_flops_per_target(family: ConvFamily, arch: tuple[int, ...], n: int, ste
 
 
 def seed_loop(
-    family: TargetFamily, archs: torch.Tensor, init: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float
+    family: TargetFamily,
+    archs: torch.Tensor,
+    init: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    lr: float,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The seed's way: per target, a fresh module, its own Adam, a Python loop of steps.
 
@@ -141,11 +147,19 @@ def default_shard_size(n: int, device: str) -> int:
     return min(512, -(-n // torch.get_num_threads())) if device == "cpu" else n
 
 
-def build_once(w: Workload, steps: int, lr: float, shard_size: int, device: str) -> tuple[dict[str, torch.Tensor], float, str]:
+def build_once(
+    w: Workload, steps: int, lr: float, shard_size: int, device: str
+) -> tuple[dict[str, torch.Tensor], float, str]:
     """Build the workload's zoo into a fresh folder with ZooBuilder; return its tensors and the time."""
     spec = ZooSpec(
-        family=w.family.describe(), task=w.task.describe(), archs=(w.arch,), container=w.arch, num_targets=w.n,
-        shard_size=shard_size or default_shard_size(w.n, device), seed=0, init="random",
+        family=w.family.describe(),
+        task=w.task.describe(),
+        archs=(w.arch,),
+        container=w.arch,
+        num_targets=w.n,
+        shard_size=shard_size or default_shard_size(w.n, device),
+        seed=0,
+        init="random",
         recipe=TrainRecipe(steps=steps, lr=lr),
     )
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
@@ -167,13 +181,26 @@ def main() -> None:
     parser.add_argument("--n-mlp", type=int, default=1024)
     parser.add_argument("--n-conv", type=int, default=128)
     parser.add_argument("--n-linear", type=int, default=1024)
-    parser.add_argument("--seed-n", type=int, default=0, help="targets the seed loop trains per row (0 = all N); speed is per target")
+    parser.add_argument(
+        "--seed-n", type=int, default=0, help="targets the seed loop trains per row (0 = all N); speed is per target"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="builder runs per row; the best time counts")
-    parser.add_argument("--shard-size", type=int, default=0, help="0: on the CPU N / threads, at most 512 (one shard per thread); on an accelerator all N in one shard")
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=0,
+        help="0: on the CPU N / threads, at most 512 (one shard per thread); on an accelerator all N in one shard",
+    )
     parser.add_argument("--device", default="cpu", help="where the builder trains (cpu, cuda)")
-    parser.add_argument("--rows", choices=("auto", "extra", "all"), default="extra",
-                        help="auto: the builder's own kernel per family; extra: plus mlp autograd and conv affine_direct; all: every kernel")
-    parser.add_argument("--floor", action="store_true", help="also train the mlp seed loop on shuffled samples: float32's own spread")
+    parser.add_argument(
+        "--rows",
+        choices=("auto", "extra", "all"),
+        default="extra",
+        help="auto: the builder's own kernel per family; extra: plus mlp autograd and conv affine_direct; all: every kernel",
+    )
+    parser.add_argument(
+        "--floor", action="store_true", help="also train the mlp seed loop on shuffled samples: float32's own spread"
+    )
     parser.add_argument("--quick", action="store_true", help="N=256/32/256, seed loop on 64 targets, 1 repeat")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even in a log file
@@ -184,12 +211,16 @@ def main() -> None:
 
     gemm = matmul_gflops()
     accel = matmul_gflops(args.device) if args.device != "cpu" else None
-    print(f"# zoo benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, builder on {args.device}; steps={args.steps} lr={args.lr}")
+    print(
+        f"# zoo benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, builder on {args.device}; steps={args.steps} lr={args.lr}"
+    )
     print(f"machine matmul (2048² fp32 GEMM): {gemm:.1f} GFLOP/s")
     if accel is not None:
         name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
-        print(f"{name} matmul (8192² fp32 GEMM, TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}): {accel:.1f} GFLOP/s")
+        print(
+            f"{name} matmul (8192² fp32 GEMM, TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}): {accel:.1f} GFLOP/s"
+        )
     header = (
         "| family | kernel | N | seed loop targets/s | builder targets/s | speedup | max abs Δ final loss "
         "| targets with Δ > 1e-4 | bit-identical weights | seed GFLOP/s | builder GFLOP/s |"
@@ -223,20 +254,36 @@ def main() -> None:
         if isinstance(w.family, ConvFamily):
             flops = conv_flops_per_target(w.family, w.arch, w.task.n_support, args.steps)
             gf_seed, gf_ours = f"{flops * seed_rate / 1e9:.1f}", f"{flops * ours_rate / 1e9:.1f}"
-        cells = [w.label, strategy, w.n, f"{seed_rate:,.1f}", f"{ours_rate:,.0f}", f"{speedup:,.1f}x", f"{diff:.2e}", f"{over} of {k}", f"{identical} of {k}"]
+        cells = [
+            w.label,
+            strategy,
+            w.n,
+            f"{seed_rate:,.1f}",
+            f"{ours_rate:,.0f}",
+            f"{speedup:,.1f}x",
+            f"{diff:.2e}",
+            f"{over} of {k}",
+            f"{identical} of {k}",
+        ]
         cells += [gf_seed, gf_ours]
         print("| " + " | ".join(map(str, cells)) + " |")
-    print("GFLOP/s count the forward and weight-gradient FLOPs of every step (what the seed loop computes); "
-          "affine_gram needs far fewer, so its figure is an effective rate.")
-    print("Δ final loss: |seed-loop loss - builder loss| per target on its support set. Bit-identical weights give "
-          "Δ < 1e-6 (the final loss is evaluated by another forward); any other float32 summation order moves a few "
-          "chaotic mlp targets (a ReLU kink crossing a sample a step earlier, amplified by Adam) by up to ~3e-4.")
+    print(
+        "GFLOP/s count the forward and weight-gradient FLOPs of every step (what the seed loop computes); "
+        "affine_gram needs far fewer, so its figure is an effective rate."
+    )
+    print(
+        "Δ final loss: |seed-loop loss - builder loss| per target on its support set. Bit-identical weights give "
+        "Δ < 1e-6 (the final loss is evaluated by another forward); any other float32 summation order moves a few "
+        "chaotic mlp targets (a ReLU kink crossing a sample a step earlier, amplified by Adam) by up to ~3e-4."
+    )
     if args.floor:  # the seed loop against itself: same targets, the same 100 samples in another order
         losses, _, _, k, (archs, init, x, y) = next(v for key, v in seed_cache.items() if key[0] == "mlp")
         perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(1))
         delta = (seed_loop(MLPFamily(), archs, init, x[:, perm], y[:, perm], args.steps, args.lr)[0] - losses).abs()
-        print(f"float32 floor: the mlp seed loop on the same targets with its samples shuffled differs from itself by "
-              f"up to {delta.max():.2e} ({int((delta > 1e-4).sum())} of {k} targets > 1e-4, median {delta.median():.1e})")
+        print(
+            f"float32 floor: the mlp seed loop on the same targets with its samples shuffled differs from itself by "
+            f"up to {delta.max():.2e} ({int((delta > 1e-4).sum())} of {k} targets > 1e-4, median {delta.median():.1e})"
+        )
     print(f"mlp speedup: {speedups['mlp']:.1f}x")
 
 

@@ -16,7 +16,11 @@ from hyperpred.report import write_report
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (outputs/multiruns/<task>/<time>)")
-    parser.add_argument("--metrics", default=None, help="comma-separated metric names; the first ranks rows (default: optimized_metric, test metrics)")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated metric names; the first ranks rows (default: optimized_metric, test metrics)",
+    )
     parser.add_argument("--out", default=None, help="where to write (default: the multirun folder)")
     args = parser.parse_args(argv)
     try:

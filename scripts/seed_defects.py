@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from hyperpred.targets import LinearFamily, MLPFamily, arch_tensor
+from hyperpred.targets import MLPFamily, arch_tensor
 from hyperpred.tasks import TeacherTask
 from hyperpred.zoo import TrainRecipe, train_targets
 
@@ -93,7 +93,9 @@ def teacher_labels_are_noise(n: int = 512, hidden: int = 8) -> str:
     g = torch.Generator().manual_seed(0)
     batch = task.sample(family, table, (hidden,), g)
     init = family.init(table, (hidden,), g)
-    trained = train_targets(family, task, table, (hidden,), init, batch.support_x, batch.support_y, TrainRecipe(steps=100, lr=0.01))
+    trained = train_targets(
+        family, task, table, (hidden,), init, batch.support_x, batch.support_y, TrainRecipe(steps=100, lr=0.01)
+    )
     flat = family.flatten(trained.params)
     mean_mse = (flat - flat.mean(0)).square().mean().item()
     moved = (flat - family.flatten(init)).square().mean().item()

@@ -47,10 +47,22 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return lambda *overrides, tiny=True: compose_config(overrides, tmp_path, tiny)
 
 
-def run_script(script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run one of scripts/ in a real subprocess, outputs rooted at ``cwd``."""
-    full_env = {**os.environ, "HYPERPRED_ROOT": str(cwd), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "HYPERPRED_ROOT": str(cwd),
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -134,7 +134,9 @@ def test_checkpoint_carries_family_features_and_normalization(linear_ckpt):
 
 def test_width_agnostic_checkpoint_materializes_wider_targets(tmp_path):
     """A width-agnostic predictor answers for widths beyond its training container (here 16 → 64)."""
-    train(compose_config(["predictor=width_agnostic", "logger=none", "target.archs=[{hidden:8},{hidden:16}]"], tmp_path))
+    train(
+        compose_config(["predictor=width_agnostic", "logger=none", "target.archs=[{hidden:8},{hidden:16}]"], tmp_path)
+    )
     p = load_predictor(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert p.width_agnostic and p.container == (16,)
     x = torch.linspace(-5, 5, 40).unsqueeze(1)

@@ -37,14 +37,20 @@ def test_digit_tasks_are_balanced_labelled_and_disjoint(digits):
     archs = arch_tensor([(64, 2), (64, 3), (64, 5), (64, 2)])
     container = fam.container(archs.tolist())
     batch = digits.sample(fam, archs, container, torch.Generator().manual_seed(0))
-    assert batch.support_x.shape == (4, 20, 64) and batch.support_y.shape == (4, 20, 5) and batch.query_y.shape == (4, 30, 5)
+    assert (
+        batch.support_x.shape == (4, 20, 64)
+        and batch.support_y.shape == (4, 20, 5)
+        and batch.query_y.shape == (4, 30, 5)
+    )
     for b, k in enumerate([2, 3, 5, 2]):
         classes = batch.descriptor[b]
         assert (classes[:k] >= 0).all() and (classes[k:] == -1).all() and len(set(classes[:k].tolist())) == k
         rows_s, digit_s = _true_labels(batch.support_x[b])
         rows_q, digit_q = _true_labels(batch.query_x[b])
         lab_s, lab_q = batch.support_y[b].argmax(-1), batch.query_y[b].argmax(-1)
-        assert (lab_s < k).all() and torch.bincount(lab_s, minlength=k).tolist() == [20 // k + (i < 20 % k) for i in range(k)]
+        assert (lab_s < k).all() and torch.bincount(lab_s, minlength=k).tolist() == [
+            20 // k + (i < 20 % k) for i in range(k)
+        ]
         assert torch.equal(classes[lab_s].long(), digit_s) and torch.equal(classes[lab_q].long(), digit_q)
         assert len(set(rows_s.tolist())) == 20, "an image repeats within a support set"
         assert not set(rows_s.tolist()) & set(rows_q.tolist()), "support and query share an image"
@@ -82,7 +88,11 @@ def test_masked_cross_entropy_and_accuracy_ignore_padded_classes():
     assert torch.allclose(masked_cross_entropy(huge, y, mask), expect, atol=1e-6)
     acc = (logits[..., :2].argmax(-1) == labels).float().mean(1)
     assert torch.equal(masked_accuracy(huge, y, mask), acc)
-    assert torch.allclose(masked_cross_entropy(logits, y), torch.stack([F.cross_entropy(logits[b], labels[b]) for b in range(2)]), atol=1e-6)
+    assert torch.allclose(
+        masked_cross_entropy(logits, y),
+        torch.stack([F.cross_entropy(logits[b], labels[b]) for b in range(2)]),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("pool", ["mean", "max"])
@@ -91,7 +101,9 @@ def test_conv_classifier_module_matches_functional_forward_and_padding(pool):
     archs = arch_tensor([(1, 3, 3, 2), (1, 5, 3, 4)])
     container = fam.container(archs.tolist())
     g = torch.Generator().manual_seed(0)
-    params = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in fam.init(archs, container, g).items()}  # padded entries are garbage now
+    params = {
+        k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in fam.init(archs, container, g).items()
+    }  # padded entries are garbage now
     x = torch.randn(2, 6, 1, 8, 8, generator=g)
     out = fam.forward(params, x, archs)
     for b in range(2):
@@ -112,7 +124,10 @@ def test_conv_classifier_rejects_bad_settings():
         ConvClassifierFamily(image_size=4, padding=0).output_shape((1, 2, 5, 2))
 
 
-@pytest.mark.parametrize(("dataset", "classification", "features", "outputs"), [("iris", True, 4, 3), ("wine", True, 13, 3), ("breast_cancer", True, 30, 2), ("diabetes", False, 10, 1)])
+@pytest.mark.parametrize(
+    ("dataset", "classification", "features", "outputs"),
+    [("iris", True, 4, 3), ("wine", True, 13, 3), ("breast_cancer", True, 30, 2), ("diabetes", False, 10, 1)],
+)
 def test_tabular_tasks_on_bundled_data(dataset, classification, features, outputs):
     task = TabularTask(dataset=dataset, n_support=16, n_query=16, feature_fraction=0.5, bootstrap=True)
     assert task.classification is classification
@@ -143,9 +158,20 @@ def test_split_by_group_holds_out_whole_digit_pairs(make_cfg):
     dm = ZooDataModule(parts.builder, parts.features, parts.unseen_archs, **cfg.data)
     dm.prepare_data()
     dm.setup("fit")
-    groups = {name: set(parts.task.split_groups(dm.zoo.tensors["descriptor"])[torch.isin(dm.zoo.tensors["index"], s["index"])].tolist()) for name, s in dm.splits.items()}
+    groups = {
+        name: set(
+            parts.task.split_groups(dm.zoo.tensors["descriptor"])[
+                torch.isin(dm.zoo.tensors["index"], s["index"])
+            ].tolist()
+        )
+        for name, s in dm.splits.items()
+    }
     assert groups["test"] and groups["val"] and groups["train"]
-    assert not groups["test"] & groups["train"] and not groups["val"] & groups["train"] and not groups["test"] & groups["val"]
+    assert (
+        not groups["test"] & groups["train"]
+        and not groups["val"] & groups["train"]
+        and not groups["test"] & groups["val"]
+    )
     pairs = {tuple(sorted(r)) for r in dm.splits["test"]["descriptor"].long().tolist()}
     train_pairs = {tuple(sorted(r)) for r in dm.splits["train"]["descriptor"].long().tolist()}
     assert not pairs & train_pairs
@@ -171,5 +197,13 @@ def test_digit_experiments_report_accuracies(tmp_path_factory, experiment):
 
 
 def test_tabular_experiment_runs(make_cfg):
-    metrics = train(make_cfg("target=linear", "task=tabular", "target.archs=[{in_features:13,out_features:3}]", "features=[arch,gradient_stats]", "loss=functional"))
+    metrics = train(
+        make_cfg(
+            "target=linear",
+            "task=tabular",
+            "target.archs=[{in_features:13,out_features:3}]",
+            "features=[arch,gradient_stats]",
+            "loss=functional",
+        )
+    )
     assert 0 <= metrics["test/pred_accuracy"] <= 1

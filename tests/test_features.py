@@ -10,8 +10,14 @@ from hyperpred.factory import build_parts
 FAMILIES = {
     "mlp-sine": ["target=mlp", "task=sine"],
     "linear-sinsum": ["target=linear", "task=sinsum"],
-    "conv-teacher": ["target=conv", "task=teacher", "target.family.image_size=6", "task.n_support=4", "task.n_query=4",
-                     "target.archs=[{in_channels:2,out_channels:3,kernel_size:3},{in_channels:2,out_channels:5,kernel_size:3}]"],
+    "conv-teacher": [
+        "target=conv",
+        "task=teacher",
+        "target.family.image_size=6",
+        "task.n_support=4",
+        "task.n_query=4",
+        "target.archs=[{in_channels:2,out_channels:3,kernel_size:3},{in_channels:2,out_channels:5,kernel_size:3}]",
+    ],
 }
 FEATURES = ["arch", "activation_stats", "gradient_stats", "oracle", "noise"]
 

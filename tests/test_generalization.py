@@ -21,7 +21,16 @@ from hyperpred.zoo.spec import TrainRecipe
 from hyperpred.zoo.training import per_target_loss, train_targets
 from tests.conftest import CONF_DIR
 
-METRICS = ("pred_query_loss", "trained_query_loss", "init_query_loss", "zoo_mean_query_loss", "ratio_vs_trained", "ratio_vs_init", "weight_mse", "finetune_steps_fraction")
+METRICS = (
+    "pred_query_loss",
+    "trained_query_loss",
+    "init_query_loss",
+    "zoo_mean_query_loss",
+    "ratio_vs_trained",
+    "ratio_vs_init",
+    "weight_mse",
+    "finetune_steps_fraction",
+)
 
 
 def test_summary_on_a_hand_checkable_case():
@@ -48,7 +57,14 @@ def test_summary_on_a_hand_checkable_case():
 
 def test_predicting_the_trained_weights_gives_ratio_one_and_zero_weight_mse():
     trained = torch.tensor([0.5, 0.1, 0.03])
-    s = summarize({"pred_query_loss": trained.clone(), "trained_query_loss": trained, "init_query_loss": trained * 4, "zoo_mean_query_loss": trained * 2})
+    s = summarize(
+        {
+            "pred_query_loss": trained.clone(),
+            "trained_query_loss": trained,
+            "init_query_loss": trained * 4,
+            "zoo_mean_query_loss": trained * 2,
+        }
+    )
     assert s["ratio_vs_trained"] == 1.0 and s["ratio_vs_init"] == 0.25 and s["ratio_vs_zoo_mean"] == 0.5
     params = torch.randn(3, 5)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
@@ -64,7 +80,9 @@ def test_functional_scale_weighs_tasks_by_their_support_variance():
     query = torch.tensor([1.0, 1.0])
     support_y = torch.stack([torch.tensor([-1.0, 1.0]), torch.tensor([-10.0, 10.0])]).unsqueeze(-1)
     assert PredictionLoss(functional=1.0, weight=0.0).functional_term(query, support_y) == pytest.approx(1.0)
-    scaled = PredictionLoss(functional=1.0, weight=0.0, functional_scale="support_var").functional_term(query, support_y)
+    scaled = PredictionLoss(functional=1.0, weight=0.0, functional_scale="support_var").functional_term(
+        query, support_y
+    )
     assert scaled == pytest.approx((1 / 1.001 + 1 / 100.001) / 2)
 
 
@@ -83,8 +101,18 @@ def _tiny_zoo(steps: int = 150):
 
 def test_finetune_steps_from_trained_is_zero_and_from_init_about_the_trained_steps():
     family, task, archs, container, data, init, result, query, recipe = _tiny_zoo()
-    common = dict(family=family, task=task, archs=archs, container=container, support_x=data.support_x, support_y=data.support_y,
-                  query_x=data.query_x, query_y=data.query_y, threshold=query, lr=recipe.lr)
+    common = dict(
+        family=family,
+        task=task,
+        archs=archs,
+        container=container,
+        support_x=data.support_x,
+        support_y=data.support_y,
+        query_x=data.query_x,
+        query_y=data.query_y,
+        threshold=query,
+        lr=recipe.lr,
+    )
     from_trained = finetune_steps(flat=family.flatten(result.params), max_steps=recipe.steps, **common)
     assert torch.all(from_trained == 0)
     # from the init, fine-tuning retraces the zoo's run exactly (same kernel, same Adam): the
@@ -93,7 +121,9 @@ def test_finetune_steps_from_trained_is_zero_and_from_init_about_the_trained_ste
     assert torch.isfinite(from_init).all()
     assert torch.all(from_init <= recipe.steps) and (from_init == recipe.steps).any()
     coarse = finetune_steps(flat=family.flatten(init), max_steps=2 * recipe.steps, check_every=10, **common)
-    assert torch.all((coarse >= from_init) & (coarse % 10 == 0) | (coarse == 2 * recipe.steps))  # never earlier than the exact count
+    assert torch.all(
+        (coarse >= from_init) & (coarse % 10 == 0) | (coarse == 2 * recipe.steps)
+    )  # never earlier than the exact count
     # an impossible target is never reached: inf, not a number that looks like a result
     never = finetune_steps(flat=family.flatten(init), max_steps=5, **{**common, "threshold": torch.zeros_like(query)})
     assert torch.isinf(never).all()
@@ -106,10 +136,18 @@ def _compose(overrides: list[str], tmp_path: Path):
 
 
 def test_held_out_splits_report_every_metric_and_draw_the_plots(tmp_path):
-    cfg = _compose([
-        "predictor=set_width_agnostic", "loss=functional", "target.archs=[{hidden:4},{hidden:8}]",
-        "target.unseen_archs=[{hidden:12}]", "features=[activation_stats]", "logger=csv", "trainer.max_epochs=3",
-    ], tmp_path)
+    cfg = _compose(
+        [
+            "predictor=set_width_agnostic",
+            "loss=functional",
+            "target.archs=[{hidden:4},{hidden:8}]",
+            "target.unseen_archs=[{hidden:12}]",
+            "features=[activation_stats]",
+            "logger=csv",
+            "trainer.max_epochs=3",
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     out = Path(cfg.paths.output_dir)
     saved = json.loads((out / "metrics.json").read_text())
@@ -117,7 +155,9 @@ def test_held_out_splits_report_every_metric_and_draw_the_plots(tmp_path):
         for key in METRICS:
             assert f"{split}/{key}" in saved, f"{split}/{key}"
             # an unseen architecture has no zoo mean (nothing of it was trained on): null, not a number
-            assert (saved[f"{split}/{key}"] is None) == (split == "test_unseen_arch" and key == "zoo_mean_query_loss"), f"{split}/{key}"
+            assert (saved[f"{split}/{key}"] is None) == (
+                split == "test_unseen_arch" and key == "zoo_mean_query_loss"
+            ), f"{split}/{key}"
         assert 0 <= saved[f"{split}/finetune_steps_fraction"] <= 1
     assert metrics["test_unseen_arch/num_tasks"] > 0
     for name in ("test_tasks.png", "test_unseen_arch_tasks.png"):
@@ -139,10 +179,18 @@ def test_sine_generalization_holds_out_wide_architectures():
     assert cfg.predictor.head._target_.endswith("WidthAgnosticDecoder")
 
 
-@pytest.mark.parametrize("conditioning", ["arch", "activation_stats", "gradient_stats", "set_encoder", "oracle", "noise"])
+@pytest.mark.parametrize(
+    "conditioning", ["arch", "activation_stats", "gradient_stats", "set_encoder", "oracle", "noise"]
+)
 @pytest.mark.parametrize("loss", ["weight", "functional", "mixed"])
 def test_every_ablation_cell_composes_and_validates(tmp_path, conditioning, loss):
-    cfg = _experiment("feature_ablation", f"+conditioning={conditioning}", f"loss={loss}", f"paths.cache_dir={tmp_path}", f"paths.output_dir={tmp_path}")
+    cfg = _experiment(
+        "feature_ablation",
+        f"+conditioning={conditioning}",
+        f"loss={loss}",
+        f"paths.cache_dir={tmp_path}",
+        f"paths.output_dir={tmp_path}",
+    )
     parts = build_parts(cfg)  # validates everything cheap
     assert "arch" in parts.features.features  # every cell knows the width, like the seed
     if conditioning == "set_encoder":

@@ -43,7 +43,11 @@ def test_no_logger_still_writes_metrics_and_plots(make_cfg, predictor):
 @pytest.mark.parametrize(
     ("debug", "extra", "check"),
     [
-        ("fdr", [], lambda out: not list(out.rglob("best.ckpt")) and not (out / "plots").exists()),  # no best checkpoint, no figures
+        (
+            "fdr",
+            [],
+            lambda out: not list(out.rglob("best.ckpt")) and not (out / "plots").exists(),
+        ),  # no best checkpoint, no figures
         ("limit", [], lambda out: (out / "checkpoints" / "last.ckpt").is_file()),
         ("overfit", ["trainer.max_epochs=3"], lambda out: (out / "metrics.json").is_file()),
         ("profiler", [], lambda out: any(out.glob("*profile*.txt"))),

@@ -41,7 +41,9 @@ def write_csv(path: Path, x: np.ndarray, y: np.ndarray, header: bool = True) -> 
 def test_predict_script_round_trips_through_its_files(linear_ckpt, support, tmp_path):
     x, y, xq = support
     np.savez(tmp_path / "pair.npz", x=x, y=y)
-    proc = run_script("predict.py", f"ckpt_path={linear_ckpt}", LINEAR_ARCH, "support=pair.npz", "out=clf", cwd=tmp_path)
+    proc = run_script(
+        "predict.py", f"ckpt_path={linear_ckpt}", LINEAR_ARCH, "support=pair.npz", "out=clf", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "load_target" in proc.stdout
     model = load_target(tmp_path / "clf.safetensors")
@@ -52,7 +54,9 @@ def test_predict_script_round_trips_through_its_files(linear_ckpt, support, tmp_
         assert torch.allclose(model(torch.as_tensor(xq)), expected(torch.as_tensor(xq)), atol=1e-6)
     # the same task as a CSV (header, labels in the last column) gives the same classifier,
     # and the written JSON serves as the architecture of the next prediction
-    out = predict_to_files(linear_ckpt, tmp_path / "clf.json", write_csv(tmp_path / "pair.csv", x, y), tmp_path / "clf_csv")
+    out = predict_to_files(
+        linear_ckpt, tmp_path / "clf.json", write_csv(tmp_path / "pair.csv", x, y), tmp_path / "clf_csv"
+    )
     again = load_target(out["weights"])
     for k, v in model.state_dict().items():
         assert torch.allclose(again.state_dict()[k], v, atol=1e-6), k

@@ -30,7 +30,13 @@ def test_every_predictor_config_builds_with_sizes_from_the_data(tmp_path, name):
     family = instantiate(cfg.target.family)
     container = (32,)
     out_dim = family.num_params(container)
-    pred = build_predictor(OmegaConf.to_container(cfg.predictor, resolve=True), in_dim=5, out_dim=out_dim, family=family, container=container)
+    pred = build_predictor(
+        OmegaConf.to_container(cfg.predictor, resolve=True),
+        in_dim=5,
+        out_dim=out_dim,
+        family=family,
+        container=container,
+    )
     batch = {"archs": arch_tensor([[8], [32]]), "support_x": torch.randn(2, 10, 1), "support_y": torch.randn(2, 10, 1)}
     assert pred(torch.randn(2, 5), batch, container).shape == (2, out_dim)
 
@@ -38,7 +44,9 @@ def test_every_predictor_config_builds_with_sizes_from_the_data(tmp_path, name):
 def _decoder(container=(32,), **kw) -> tuple[MLPFamily, WidthAgnosticDecoder]:
     torch.manual_seed(0)
     family = MLPFamily()
-    dec = WidthAgnosticDecoder(in_dim=3, out_dim=family.num_params(container), family=family, container=container, **kw).eval()
+    dec = WidthAgnosticDecoder(
+        in_dim=3, out_dim=family.num_params(container), family=family, container=container, **kw
+    ).eval()
     with torch.no_grad():  # the output layers start at zero (the grid template): move them like training would
         for head in (dec.unit_head, dec.shared_head):
             head.weight.normal_(0, 0.1)
@@ -62,7 +70,9 @@ def test_decoder_gives_valid_parameters_for_a_width_never_seen():
     # a real nn.Module of the never-seen width computes what the functional forward says
     model = family.to_module((100,), {k: v[0] for k, v in params.items()})
     x = torch.linspace(-5, 5, 33).view(-1, 1)
-    torch.testing.assert_close(model(x), family.forward(params, x.unsqueeze(0).expand(2, -1, -1), archs)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        model(x), family.forward(params, x.unsqueeze(0).expand(2, -1, -1), archs)[0], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_mean_field_decoding_converges_as_width_grows():
@@ -100,7 +110,9 @@ def test_unit_layouts_are_read_off_the_shapes():
     linear = UnitLayout(LinearFamily(), (10, 5))
     assert not linear.hidden and linear.shared_size == 0
     # output channels get index coordinates and no mean-field scaling by default
-    dec = WidthAgnosticDecoder(in_dim=2, out_dim=LinearFamily().num_params((10, 5)), family=LinearFamily(), container=(10, 5))
+    dec = WidthAgnosticDecoder(
+        in_dim=2, out_dim=LinearFamily().num_params((10, 5)), family=LinearFamily(), container=(10, 5)
+    )
     assert dec.coordinate == "index" and not dec.mean_field
 
 
@@ -121,8 +133,10 @@ def test_trained_module_predicts_beyond_its_container_only_when_width_agnostic(t
     assert module.container == (8,)
     n = 3
     batch = {
-        "features": torch.randn(n, module.hparams.in_dim), "archs": arch_tensor([[40]] * n),
-        "support_x": torch.rand(n, 100, 1) * 10 - 5, "support_y": torch.randn(n, 100, 1),
+        "features": torch.randn(n, module.hparams.in_dim),
+        "archs": arch_tensor([[40]] * n),
+        "support_x": torch.rand(n, 100, 1) * 10 - 5,
+        "support_y": torch.randn(n, 100, 1),
     }
     with torch.no_grad():
         flat = module.predict(batch, container=(40,))

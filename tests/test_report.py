@@ -34,11 +34,21 @@ def grid(tmp_path: Path) -> Path:
     losses = {(8, 0): 2.0, (8, 1): 2.2, (8, 2): 2.4, (32, 0): 1.0, (32, 1): 1.4, (128, 0): 3.0}
     num = 0
     for (width, seed), loss in losses.items():
-        _job(sweep, num, [f"seed={seed}", f"predictor.hidden=[{width},{width}]", "logger=none"],
-             {"val/query_loss": loss, "test/pred_query_loss": loss * 2, "test/ratio_vs_trained": 1.5}, hydra_layout=num % 2 == 0)
+        _job(
+            sweep,
+            num,
+            [f"seed={seed}", f"predictor.hidden=[{width},{width}]", "logger=none"],
+            {"val/query_loss": loss, "test/pred_query_loss": loss * 2, "test/ratio_vs_trained": 1.5},
+            hydra_layout=num % 2 == 0,
+        )
         num += 1
     _job(sweep, num, ["seed=2", "predictor.hidden=[32,32]", "logger=none"], None)  # crashed: no metrics.json
-    _job(sweep, num + 1, ["seed=1", "predictor.hidden=[128,128]", "logger=none"], {"val/query_loss": None, "test/pred_query_loss": None})
+    _job(
+        sweep,
+        num + 1,
+        ["seed=1", "predictor.hidden=[128,128]", "logger=none"],
+        {"val/query_loss": None, "test/pred_query_loss": None},
+    )
     return sweep
 
 
@@ -64,7 +74,10 @@ def test_write_report_puts_markdown_json_and_error_bar_plots_next_to_the_sweep(g
     report = write_report(grid)
     assert (grid / "report.md").read_text() == report.markdown
     names = sorted(p.name for p in report.plots)
-    assert names == sorted(f"report_{m}_vs_predictor_hidden.png" for m in ("val_query_loss", "test_pred_query_loss", "test_ratio_vs_trained"))
+    assert names == sorted(
+        f"report_{m}_vs_predictor_hidden.png"
+        for m in ("val_query_loss", "test_pred_query_loss", "test_ratio_vs_trained")
+    )
     assert all((grid / n).stat().st_size > 5000 for n in names)
     data = json.loads((grid / "report.json").read_text())
     assert data["best"] == {"predictor.hidden": "[32,32]"}
@@ -83,9 +96,21 @@ def test_accuracy_metrics_rank_higher_as_better(tmp_path):
 
 
 def test_cli_reports_and_fails_clearly_on_a_folder_without_jobs(grid, tmp_path):
-    ok = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(grid), "--metrics", "test/pred_query_loss"],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report.py"), str(grid), "--metrics", "test/pred_query_loss"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
-    assert "| ★ [32,32] | 2 | **2.4 ± 0.57** |" in ok.stdout and (grid / "report_test_pred_query_loss_vs_predictor_hidden.png").is_file()
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    assert (
+        "| ★ [32,32] | 2 | **2.4 ± 0.57** |" in ok.stdout
+        and (grid / "report_test_pred_query_loss_vs_predictor_hidden.png").is_file()
+    )
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no such multirun folder" in bad.stderr and "Traceback" not in bad.stderr

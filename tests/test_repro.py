@@ -61,7 +61,10 @@ def test_resume_from_last_ckpt_matches_an_uninterrupted_run_and_keeps_the_wandb_
     info = json.loads((tmp_path / "resumed" / "run.json").read_text())
     assert info["wandb"]["id"] == identity["wandb_id"]
     assert info["resumed_from"] == str(last)
-    assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)[CKPT_KEY]["wandb_id"] == identity["wandb_id"]
+    assert (
+        torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)[CKPT_KEY]["wandb_id"]
+        == identity["wandb_id"]
+    )
 
 
 def test_global_batches_are_the_same_for_any_world_size():
@@ -107,4 +110,6 @@ def test_paper_configs_are_their_experiment_plus_paper_tags(paper):
     plain_base = {k: v for k, v in OmegaConf.to_container(base).items() if k not in free}
     assert plain == plain_base
     assert cfg.hydra.sweeper.params == base.hydra.sweeper.params and cfg.hydra.mode == base.hydra.mode
-    assert f"python scripts/train.py experiment={paper}" in text and ("docs/results.md" in text or "docs/tutorial.md" in text)
+    assert f"python scripts/train.py experiment={paper}" in text and (
+        "docs/results.md" in text or "docs/tutorial.md" in text
+    )

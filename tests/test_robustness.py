@@ -37,36 +37,155 @@ class Case:
 
 
 CONFIG_CASES = [
-    Case("unknown_family_group", "unknown target family", ("target=resnet",), ("target/resnet", "Available options", "mlp"), subprocess=True),
-    Case("unknown_task_group", "unknown task", ("task=mnist",), ("task/mnist", "Available options", "sine"), subprocess=True),
+    Case(
+        "unknown_family_group",
+        "unknown target family",
+        ("target=resnet",),
+        ("target/resnet", "Available options", "mlp"),
+        subprocess=True,
+    ),
+    Case(
+        "unknown_task_group",
+        "unknown task",
+        ("task=mnist",),
+        ("task/mnist", "Available options", "sine"),
+        subprocess=True,
+    ),
     Case("unknown_key", "misspelt key", ("zoo.num_target=5",), ("zoo.num_target",), subprocess=True),
-    Case("family_not_importable", "family class that does not exist", ("target.family._target_=hyperpred.targets.ResNetFamily",), ("target.family", "ResNetFamily")),
-    Case("width_zero", "hidden width 0", ("target.archs=[{hidden:0}]",), ("target.archs[0]", "hidden", "positive integer")),
+    Case(
+        "family_not_importable",
+        "family class that does not exist",
+        ("target.family._target_=hyperpred.targets.ResNetFamily",),
+        ("target.family", "ResNetFamily"),
+    ),
+    Case(
+        "width_zero",
+        "hidden width 0",
+        ("target.archs=[{hidden:0}]",),
+        ("target.archs[0]", "hidden", "positive integer"),
+    ),
     Case("width_float", "hidden width 1.5", ("target.archs=[{hidden:1.5}]",), ("target.archs[0]", "hidden", "1.5")),
-    Case("arch_wrong_keys", "architecture with another family's keys", ("target.archs=[{out_channels:4}]",), ("target.archs[0]", "hidden", "out_channels")),
-    Case("channels_negative", "conv out_channels -2", ("target=conv", "task=teacher", "target.archs=[{in_channels:3,out_channels:-2,kernel_size:3}]"), ("target.archs[0]", "out_channels")),
-    Case("kernel_too_big", "kernel larger than the image", ("target=conv", "task=teacher", "target.archs=[{in_channels:3,out_channels:4,kernel_size:12}]"), ("kernel_size 12", "image_size 10")),
-    Case("kernel_mixed", "two kernel sizes in one run", ("target=conv", "task=teacher", "target.archs=[{in_channels:3,out_channels:4,kernel_size:3},{in_channels:3,out_channels:4,kernel_size:5}]"), ("kernel_size", "[3, 5]")),
-    Case("image_size_zero", "conv image_size 0", ("target=conv", "task=teacher", "target.family.image_size=0"), ("target.family.image_size", "positive integer")),
+    Case(
+        "arch_wrong_keys",
+        "architecture with another family's keys",
+        ("target.archs=[{out_channels:4}]",),
+        ("target.archs[0]", "hidden", "out_channels"),
+    ),
+    Case(
+        "channels_negative",
+        "conv out_channels -2",
+        ("target=conv", "task=teacher", "target.archs=[{in_channels:3,out_channels:-2,kernel_size:3}]"),
+        ("target.archs[0]", "out_channels"),
+    ),
+    Case(
+        "kernel_too_big",
+        "kernel larger than the image",
+        ("target=conv", "task=teacher", "target.archs=[{in_channels:3,out_channels:4,kernel_size:12}]"),
+        ("kernel_size 12", "image_size 10"),
+    ),
+    Case(
+        "kernel_mixed",
+        "two kernel sizes in one run",
+        (
+            "target=conv",
+            "task=teacher",
+            "target.archs=[{in_channels:3,out_channels:4,kernel_size:3},{in_channels:3,out_channels:4,kernel_size:5}]",
+        ),
+        ("kernel_size", "[3, 5]"),
+    ),
+    Case(
+        "image_size_zero",
+        "conv image_size 0",
+        ("target=conv", "task=teacher", "target.family.image_size=0"),
+        ("target.family.image_size", "positive integer"),
+    ),
     Case("n_support_zero", "0 support samples", ("task.n_support=0",), ("task.n_support=0", "positive integer")),
     Case("num_targets_zero", "zoo of 0 targets", ("zoo.num_targets=0",), ("zoo.num_targets=0", "positive integer")),
     Case("num_targets_text", "zoo size 'many'", ("zoo.num_targets=many",), ("zoo.num_targets='many'",)),
     Case("steps_float", "2.5 Adam steps", ("zoo.steps=2.5",), ("zoo.steps=2.5", "integer")),
-    Case("zoo_init_unknown", "unknown init scheme", ("zoo.init=orthogonal",), ("zoo.init='orthogonal'", "shared, random")),
-    Case("range_reversed", "amplitude range high < low", ("task.amplitude=[5.0,0.1]",), ("task.amplitude", "low <= high")),
-    Case("fractions_too_big", "val + test fractions >= 1", ("data.val_fraction=0.6", "data.test_fraction=0.5"), ("data.val_fraction + data.test_fraction",)),
-    Case("conv_on_sine", "conv target on 1-D sine data", ("target=conv", "task=sine"), ("task=sine does not fit target=conv",)),
-    Case("conv_on_sinsum", "conv target on sinsum vectors", ("target=conv", "task=sinsum"), ("task=sinsum does not fit target=conv",)),
-    Case("predictor_out_dim", "predictor output size typed by hand", ("predictor.out_dim=10",), ("predictor.out_dim=10", "97")),
-    Case("predictor_in_dim", "predictor input size typed by hand", ("features=[arch]", "predictor.in_dim=7"), ("predictor.in_dim=7", "(1)")),
-    Case("noise_size_zero", "noise feature of size 0", ("features=[noise]", "features.noise.size=0"), ("features.noise.size=0",)),
+    Case(
+        "zoo_init_unknown", "unknown init scheme", ("zoo.init=orthogonal",), ("zoo.init='orthogonal'", "shared, random")
+    ),
+    Case(
+        "range_reversed", "amplitude range high < low", ("task.amplitude=[5.0,0.1]",), ("task.amplitude", "low <= high")
+    ),
+    Case(
+        "fractions_too_big",
+        "val + test fractions >= 1",
+        ("data.val_fraction=0.6", "data.test_fraction=0.5"),
+        ("data.val_fraction + data.test_fraction",),
+    ),
+    Case(
+        "conv_on_sine",
+        "conv target on 1-D sine data",
+        ("target=conv", "task=sine"),
+        ("task=sine does not fit target=conv",),
+    ),
+    Case(
+        "conv_on_sinsum",
+        "conv target on sinsum vectors",
+        ("target=conv", "task=sinsum"),
+        ("task=sinsum does not fit target=conv",),
+    ),
+    Case(
+        "predictor_out_dim",
+        "predictor output size typed by hand",
+        ("predictor.out_dim=10",),
+        ("predictor.out_dim=10", "97"),
+    ),
+    Case(
+        "predictor_in_dim",
+        "predictor input size typed by hand",
+        ("features=[arch]", "predictor.in_dim=7"),
+        ("predictor.in_dim=7", "(1)"),
+    ),
+    Case(
+        "noise_size_zero",
+        "noise feature of size 0",
+        ("features=[noise]", "features.noise.size=0"),
+        ("features.noise.size=0",),
+    ),
     Case("no_features", "no conditioning at all", ("features=[]",), ("features", "missing")),
-    Case("probe_outputs", "probe network with other outputs than the data", ("target=linear", "task=sinsum", "target.probe_arch={in_features:10,out_features:3}"), ("target.probe_arch",)),
-    Case("unseen_overlap", "unseen architectures that are also trained", ("target.unseen_archs=[{hidden:8},{hidden:48}]",), ("target.unseen_archs overlaps target.archs", "hidden': 8")),
-    Case("max_targets", "absurd zoo size", ("zoo.num_targets=5000000",), ("zoo.num_targets=5000000", "zoo.max_targets=1000000")),
-    Case("ckpt_missing", "ckpt_path that does not exist", ("ckpt_path=/nonexistent/last.ckpt",), ("ckpt_path=/nonexistent/last.ckpt", "no such checkpoint")),
-    Case("empty_sweep", "sweep with no values", ("seed=range(0,0)",), ("empty sweep", "seed=range(0,0)"), subprocess=True, multirun=True),
-    Case("empty_optuna", "Optuna sweep of 0 trials", ("hparams_search=optuna", "hydra.sweeper.n_trials=0"), ("empty sweep", "n_trials=0"), subprocess=True, multirun=True),
+    Case(
+        "probe_outputs",
+        "probe network with other outputs than the data",
+        ("target=linear", "task=sinsum", "target.probe_arch={in_features:10,out_features:3}"),
+        ("target.probe_arch",),
+    ),
+    Case(
+        "unseen_overlap",
+        "unseen architectures that are also trained",
+        ("target.unseen_archs=[{hidden:8},{hidden:48}]",),
+        ("target.unseen_archs overlaps target.archs", "hidden': 8"),
+    ),
+    Case(
+        "max_targets",
+        "absurd zoo size",
+        ("zoo.num_targets=5000000",),
+        ("zoo.num_targets=5000000", "zoo.max_targets=1000000"),
+    ),
+    Case(
+        "ckpt_missing",
+        "ckpt_path that does not exist",
+        ("ckpt_path=/nonexistent/last.ckpt",),
+        ("ckpt_path=/nonexistent/last.ckpt", "no such checkpoint"),
+    ),
+    Case(
+        "empty_sweep",
+        "sweep with no values",
+        ("seed=range(0,0)",),
+        ("empty sweep", "seed=range(0,0)"),
+        subprocess=True,
+        multirun=True,
+    ),
+    Case(
+        "empty_optuna",
+        "Optuna sweep of 0 trials",
+        ("hparams_search=optuna", "hydra.sweeper.n_trials=0"),
+        ("empty sweep", "n_trials=0"),
+        subprocess=True,
+        multirun=True,
+    ),
 ]
 
 
@@ -113,7 +232,9 @@ def test_truncated_checkpoint_is_named(tmp_path):
 
 def test_checkpoint_of_another_family_is_refused(tmp_path):
     ckpt = _tiny_checkpoint(tmp_path, "target=linear", "task=sinsum")
-    with pytest.raises(HyperpredError, match=r"last.ckpt: the checkpoint was trained with target.family .*LinearFamily.*MLPFamily"):
+    with pytest.raises(
+        HyperpredError, match=r"last.ckpt: the checkpoint was trained with target.family .*LinearFamily.*MLPFamily"
+    ):
         train(compose_config([f"ckpt_path={ckpt}"], tmp_path / "second"))
 
 
@@ -190,8 +311,12 @@ def _markdown_table() -> str:  # pragma: no cover - documentation helper
             except BaseException as e:  # noqa: BLE001
                 msg = f"NOT REFUSED ({e})"
         msg = msg.split("Config search path")[0]  # Hydra's search path lists machine folders
-        msg = " ".join(w for line in msg.splitlines() if not line.startswith("Set the environment variable") for w in line.split())
-        rows.append(f"| {case.what} | `{' '.join(case.overrides)}` | {msg.replace('|', '/')} | `test_bad_config_is_refused_with_a_message_naming_it[{case.id}]` |")
+        msg = " ".join(
+            w for line in msg.splitlines() if not line.startswith("Set the environment variable") for w in line.split()
+        )
+        rows.append(
+            f"| {case.what} | `{' '.join(case.overrides)}` | {msg.replace('|', '/')} | `test_bad_config_is_refused_with_a_message_naming_it[{case.id}]` |"
+        )
     return "\n".join(rows)
 
 

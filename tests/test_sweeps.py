@@ -25,8 +25,17 @@ def _sweep_dir(root: Path) -> Path:
 def wandb_sweep(tmp_path_factory) -> Path:
     """A 2 x 2 grid (lr x seed) with offline wandb: what a researcher runs, shrunk."""
     root = tmp_path_factory.mktemp("wandb_sweep")
-    out = run_script("train.py", "-m", "seed=0,1", "optimizer.lr=0.001,0.01", "logger=wandb", *SMALL,
-                     cwd=root, env={"WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb_dir")}, timeout=600)
+    out = run_script(
+        "train.py",
+        "-m",
+        "seed=0,1",
+        "optimizer.lr=0.001,0.01",
+        "logger=wandb",
+        *SMALL,
+        cwd=root,
+        env={"WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb_dir")},
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return _sweep_dir(root)
 
@@ -42,7 +51,13 @@ def test_multirun_makes_one_offline_wandb_run_per_job_in_one_group(wandb_sweep):
     for job, info, run_id in zip(jobs, infos, ids):
         (run_dir,) = (job / "wandb").glob(f"offline-run-*-{run_id}")
         record_log = (run_dir / f"run-{run_id}.wandb").read_bytes()  # wandb's own offline record log
-        for needle in (wandb_sweep.name, "zoo_hash", info["git_commit"], "optimized_metric", info["zoo"]["content_hash"]):
+        for needle in (
+            wandb_sweep.name,
+            "zoo_hash",
+            info["git_commit"],
+            "optimized_metric",
+            info["zoo"]["content_hash"],
+        ):
             assert needle.encode() in record_log, needle
         assert list((run_dir / "files" / "media" / "images").rglob("weight_histograms*.png"))
         assert f"seed={info['seed']}" in info["overrides"] and "logger=wandb" in info["overrides"]
@@ -61,7 +76,11 @@ def test_multirun_ends_with_a_report_naming_the_best_setting(wandb_sweep):
     vals = {r["values"]["optimizer.lr"]: r["val/query_loss"] for r in report["rows"]}
     per_job = {}
     for job in (p for p in wandb_sweep.iterdir() if p.is_dir() and p.name.isdigit()):
-        lr = next(o.split("=")[1] for o in yaml.safe_load((job / "overrides.yaml").read_text()) if o.startswith("optimizer.lr="))
+        lr = next(
+            o.split("=")[1]
+            for o in yaml.safe_load((job / "overrides.yaml").read_text())
+            if o.startswith("optimizer.lr=")
+        )
         per_job.setdefault(lr, []).append(json.loads((job / "metrics.json").read_text())["val/query_loss"])
     for lr, losses in per_job.items():
         assert math.isclose(vals[lr]["mean"], sum(losses) / 2, rel_tol=1e-9) and vals[lr]["n"] == 2
@@ -71,9 +90,19 @@ def test_multirun_ends_with_a_report_naming_the_best_setting(wandb_sweep):
 
 def test_optuna_study_survives_crashed_and_diverged_trials(tmp_path):
     # seed=6 makes the TPE start-up draws: trial 0 batch_size=0 (crash), trial 1 lr=1e20 (NaN), trial 2 fine.
-    out = run_script("train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "seed=6",
-                     "data.batch_size=choice(0,16)", "optimizer.lr=choice(0.001,1e20)", "logger=none", "hydra.callbacks.report.plots=false",
-                     *(o for o in SMALL if not o.startswith("data.batch_size=")), cwd=tmp_path)
+    out = run_script(
+        "train.py",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "seed=6",
+        "data.batch_size=choice(0,16)",
+        "optimizer.lr=choice(0.001,1e20)",
+        "logger=none",
+        "hydra.callbacks.report.plots=false",
+        *(o for o in SMALL if not o.startswith("data.batch_size=")),
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     failed = [line.split("Failed experiment: ", 1)[1] for line in log.splitlines() if "Failed experiment: " in line]
@@ -141,7 +170,9 @@ def test_optuna_search_space_composes():
 @pytest.mark.slow
 def test_ddp_inside_a_local_multirun_is_refused_with_the_fix(tmp_path):
     """Lightning would start rank 1 by re-running `-m ...`, i.e. a second copy of the whole sweep."""
-    out = run_script("train.py", "-m", "trainer=ddp_sim", "seed=0", *TINY, "hydra.callbacks.report.plots=false", cwd=tmp_path)
+    out = run_script(
+        "train.py", "-m", "trainer=ddp_sim", "seed=0", *TINY, "hydra.callbacks.report.plots=false", cwd=tmp_path
+    )
     assert out.returncode != 0
     assert "inside a multirun" in out.stderr and "launcher=slurm" in out.stderr
     assert "train_ddp_process_1" not in out.stdout + out.stderr

@@ -41,13 +41,17 @@ def test_permuting_hidden_units_keeps_function_and_canonical_form(key):
     permuted = permute_units(layout, params, _permute_real_units(archs, seed=1))
     assert not torch.equal(permuted["w1"], params["w1"])  # the permutation did move units
     x = torch.linspace(-5, 5, 50).view(1, -1, 1).expand(3, -1, -1)
-    torch.testing.assert_close(family.forward(permuted, x, archs), family.forward(params, x, archs), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        family.forward(permuted, x, archs), family.forward(params, x, archs), rtol=1e-5, atol=1e-5
+    )
     canon_a = canonicalize(family, params, archs, CONTAINER, key)
     canon_b = canonicalize(family, permuted, archs, CONTAINER, key)
     for name in params:
         assert torch.equal(canon_a[name], canon_b[name]), name
     # the canonical form is the same function, with the real units sorted and the padding left at zero
-    torch.testing.assert_close(family.forward(canon_a, x, archs), family.forward(params, x, archs), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        family.forward(canon_a, x, archs), family.forward(params, x, archs), rtol=1e-5, atol=1e-5
+    )
     keys = unit_key(layout, canon_a, key)
     for row, h in enumerate(archs[:, 0].tolist()):
         assert torch.all(keys[row, 1:h] >= keys[row, : h - 1])

@@ -21,7 +21,10 @@ def test_functional_forward_equals_module_forward(family, archs):
     g = torch.Generator().manual_seed(0)
     container = family.container(archs)
     table = arch_tensor(archs)
-    params = {k: v + 0.1 * torch.randn(v.shape, generator=g) * family.param_masks(table, container)[k] for k, v in family.init(table, container, g).items()}
+    params = {
+        k: v + 0.1 * torch.randn(v.shape, generator=g) * family.param_masks(table, container)[k]
+        for k, v in family.init(table, container, g).items()
+    }
     x = torch.randn(len(archs), 4, *family.input_shape(container), generator=g)
     batched = family.forward(params, x, table)
     for i, arch in enumerate(archs):

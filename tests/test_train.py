@@ -13,7 +13,15 @@ from hyperpred.factory import build_parts
 from hyperpred.train import train
 from tests.conftest import run_script
 
-BASELINES = ("pred_query_loss", "trained_query_loss", "init_query_loss", "zoo_mean_query_loss", "weight_mse", "ratio_vs_trained", "ratio_vs_init")
+BASELINES = (
+    "pred_query_loss",
+    "trained_query_loss",
+    "init_query_loss",
+    "zoo_mean_query_loss",
+    "weight_mse",
+    "ratio_vs_trained",
+    "ratio_vs_init",
+)
 
 
 def test_fast_dev_run_through_hydra(make_cfg, caplog):
@@ -43,7 +51,14 @@ def test_tiny_run_writes_config_checkpoint_and_metrics(make_cfg):
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["target=conv", "task=teacher", "target.family.image_size=6", "task.n_support=4", "task.n_query=4", "loss=functional"],
+        [
+            "target=conv",
+            "task=teacher",
+            "target.family.image_size=6",
+            "task.n_support=4",
+            "task.n_query=4",
+            "loss=functional",
+        ],
         ["target=linear", "task=teacher", "features=[arch,gradient_stats]"],
         ["target=linear", "task=sinsum", "loss=mixed", "features=[activation_stats,oracle]"],
         ["task=teacher", "features=[arch,gradient_stats]", "loss=functional"],
@@ -86,7 +101,15 @@ def test_seed_experiments_run_tiny(make_cfg, experiment):
 
 def test_cli_runs_then_reuses_its_zoo(tmp_path):
     """The real entry point, twice: the second run says it loaded the zoo and trains none."""
-    args = ["zoo.num_targets=64", "zoo.shard_size=32", "zoo.steps=5", "trainer.max_epochs=1", "logger=csv", "zoo.progress=false", "trainer.enable_progress_bar=false"]
+    args = [
+        "zoo.num_targets=64",
+        "zoo.shard_size=32",
+        "zoo.steps=5",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "zoo.progress=false",
+        "trainer.enable_progress_bar=false",
+    ]
     first = run_script("train.py", *args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "building" in (first.stderr + first.stdout).lower()

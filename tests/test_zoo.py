@@ -18,7 +18,9 @@ def test_batched_adam_equals_one_optimizer_per_target():
     g = torch.Generator().manual_seed(0)
     batch = task.sample(family, table, container, g)
     init = family.init(table, container, g)
-    result = train_targets(family, task, table, container, init, batch.support_x, batch.support_y, TrainRecipe(steps=30, lr=0.01))
+    result = train_targets(
+        family, task, table, container, init, batch.support_x, batch.support_y, TrainRecipe(steps=30, lr=0.01)
+    )
     for i, arch in enumerate(archs):  # the seed's way, one module and one Adam per target
         module = family.to_module(arch, {k: v[i] for k, v in init.items()})
         opt = torch.optim.Adam(module.parameters(), lr=0.01)
@@ -72,7 +74,9 @@ def test_trained_targets_beat_their_init_on_query_data():
     g = torch.Generator().manual_seed(0)
     batch = task.sample(family, table, (8,), g)
     init = family.init(table, (8,), g)
-    result = train_targets(family, task, table, (8,), init, batch.support_x, batch.support_y, TrainRecipe(steps=200, lr=0.01))
+    result = train_targets(
+        family, task, table, (8,), init, batch.support_x, batch.support_y, TrainRecipe(steps=200, lr=0.01)
+    )
     before = task.loss(family.forward(init, batch.query_x, table), batch.query_y)
     after = task.loss(family.forward(result.params, batch.query_x, table), batch.query_y)
     assert (after < before).float().mean() > 0.9

@@ -21,7 +21,14 @@ from hyperpred.factory import build_parts
 from tests.conftest import ROOT, TINY, compose_config, run_script
 
 #: Enough work per shard (autograd kernel, 8 shards) that a kill lands mid-build.
-SLOW_ZOO = ["zoo.num_targets=320", "zoo.shard_size=40", "zoo.steps=200", "zoo.strategy=autograd", "task.n_support=64", "num_threads=1"]
+SLOW_ZOO = [
+    "zoo.num_targets=320",
+    "zoo.shard_size=40",
+    "zoo.steps=200",
+    "zoo.strategy=autograd",
+    "task.n_support=64",
+    "num_threads=1",
+]
 SHARDS = 8
 
 
@@ -33,7 +40,11 @@ def start_build(cache: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HYPERPRED_ROOT": str(run_dir.parent)}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "build_zoo.py"), *overrides(cache, f"hydra.run.dir={run_dir}", *extra)],
-        cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=run_dir.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -115,8 +126,16 @@ def test_a_corrupted_shard_is_detected_and_rebuilt(tmp_path, reference):
 def multirun_build(tmp_path: Path, *extra: str) -> tuple[Path, str]:
     cache = tmp_path / "cache"
     result = run_script(
-        "build_zoo.py", "-m", "zoo.shard_index=0,1", "zoo.num_shards=2", *TINY, f"paths.cache_dir={cache}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", "num_threads=1", *extra, cwd=tmp_path,
+        "build_zoo.py",
+        "-m",
+        "zoo.shard_index=0,1",
+        "zoo.num_shards=2",
+        *TINY,
+        f"paths.cache_dir={cache}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "num_threads=1",
+        *extra,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return cache, result.stdout
@@ -139,7 +158,14 @@ def test_sharded_multirun_builds_the_zoo_that_training_loads(tmp_path):
 @pytest.mark.slow
 def test_train_script_loads_the_multirun_zoo_without_training(tmp_path):
     cache, _ = multirun_build(tmp_path)
-    result = run_script("train.py", *TINY, f"paths.cache_dir={cache}", f"hydra.run.dir={tmp_path / 'train'}", "num_threads=1", cwd=tmp_path)
+    result = run_script(
+        "train.py",
+        *TINY,
+        f"paths.cache_dir={cache}",
+        f"hydra.run.dir={tmp_path / 'train'}",
+        "num_threads=1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     info = json.loads((tmp_path / "train" / "run.json").read_text())
     assert info["zoo"]["loaded_from_cache"] and info["zoo"]["targets_trained"] == 0

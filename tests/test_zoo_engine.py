@@ -20,7 +20,7 @@ from hyperpred.zoo import TrainRecipe, ZooBuilder, ZooSpec, train_targets
 from hyperpred.zoo import training as training_module
 from hyperpred.zoo.adam import BatchedAdam
 from hyperpred.zoo.kernels import KERNELS, select_kernel
-from hyperpred.zoo.store import MANIFEST, read_shard, record_name, shard_name, sha256_file, write_shard
+from hyperpred.zoo.store import MANIFEST, read_shard, record_name, sha256_file, shard_name, write_shard
 
 CASES = {
     "mlp-sine": (MLPFamily(), SineTask(n_support=24, n_query=8), [(4,), (7,), (5,)]),
@@ -51,7 +51,15 @@ def sample(case: str, copies: int = 2, seed: int = 0):
     container = family.container(archs)
     g = torch.Generator().manual_seed(seed)
     table = arch_tensor(archs)
-    return family, task, archs, container, table, task.sample(family, table, container, g), family.init(table, container, g)
+    return (
+        family,
+        task,
+        archs,
+        container,
+        table,
+        task.sample(family, table, container, g),
+        family.init(table, container, g),
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -62,7 +70,9 @@ def test_every_kernel_matches_the_seed_loop(case):
     kernels = [name for name, k in KERNELS.items() if k.supports(family, task, recipe, torch.device("cpu"))]
     assert "autograd" in kernels and len(kernels) >= 2, kernels  # every family has a fast kernel besides autograd
     for name in kernels:
-        result = train_targets(family, task, table, container, init, batch.support_x, batch.support_y, recipe, strategy=name)
+        result = train_targets(
+            family, task, table, container, init, batch.support_x, batch.support_y, recipe, strategy=name
+        )
         assert result.strategy == name
         for i in range(len(archs)):
             for k, v in expected[i].items():
@@ -86,7 +96,9 @@ def test_mlp_kernel_is_bit_identical_to_the_seed_loop():
     assert result.strategy == "mlp_closed"
     for i in range(len(archs)):
         for k, v in expected[i].items():
-            assert torch.equal(result.params[k][i], v), f"target {i} {k}: max diff {(result.params[k][i] - v).abs().max():.3e}"
+            assert torch.equal(result.params[k][i], v), (
+                f"target {i} {k}: max diff {(result.params[k][i] - v).abs().max():.3e}"
+            )
 
 
 @pytest.mark.parametrize("case", ["mlp-sine", "linear-sinsum", "conv-teacher"])
@@ -96,9 +108,13 @@ def test_minibatch_kernels_agree_and_ignore_chunking(case, monkeypatch):
     support = (batch.support_x, batch.support_y)
     runs = {}
     for name in [n for n, k in KERNELS.items() if k.supports(family, task, recipe, torch.device("cpu"))]:
-        runs[name] = train_targets(family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(3), strategy=name)
+        runs[name] = train_targets(
+            family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(3), strategy=name
+        )
     monkeypatch.setattr(training_module, "CHUNK_BYTES", 1)  # one target per chunk
-    chunked = train_targets(family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(3), strategy="autograd")
+    chunked = train_targets(
+        family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(3), strategy="autograd"
+    )
     ref = runs["autograd"]
     for name, result in {**runs, "chunked": chunked}.items():
         for k in ref.params:
@@ -116,7 +132,9 @@ def test_direct_affine_kernel_handles_cross_entropy(batch_size):
     recipe = TrainRecipe(steps=20, lr=0.01, batch_size=batch_size)
     support = (batch.support_x, batch.support_y)
     runs = [
-        train_targets(family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(1), strategy=name)
+        train_targets(
+            family, task, table, container, init, *support, recipe, torch.Generator().manual_seed(1), strategy=name
+        )
         for name in ("affine_direct", "autograd")
     ]
     for k in runs[0].params:
@@ -161,11 +179,17 @@ def test_batched_adam_is_torch_adam_bit_for_bit():
 
 def test_shard_files_are_plain_safetensors_with_true_checksums(tmp_path):
     tensors = {
-        "b": torch.randn(3, 4), "a": torch.arange(5), "flag": torch.tensor([True, False]),
-        "empty": torch.zeros(0, 2), "s": torch.tensor(1.5),
+        "b": torch.randn(3, 4),
+        "a": torch.arange(5),
+        "flag": torch.tensor([True, False]),
+        "empty": torch.zeros(0, 2),
+        "s": torch.tensor(1.5),
     }
     record = write_shard(tmp_path, 0, tensors, {"index": 0})
-    assert record["sha256"] == sha256_file(tmp_path / shard_name(0)) and record["bytes"] == (tmp_path / shard_name(0)).stat().st_size
+    assert (
+        record["sha256"] == sha256_file(tmp_path / shard_name(0))
+        and record["bytes"] == (tmp_path / shard_name(0)).stat().st_size
+    )
     for loaded in (load_file(tmp_path / shard_name(0)), read_shard(tmp_path, record)):
         assert loaded.keys() == tensors.keys()
         for k, v in tensors.items():
@@ -176,8 +200,15 @@ def test_shard_files_are_plain_safetensors_with_true_checksums(tmp_path):
 def tiny_builder(tmp_path: Path, **kw) -> ZooBuilder:
     family, task = MLPFamily(), SineTask(n_support=16, n_query=8)
     spec = ZooSpec(
-        family=family.describe(), task=task.describe(), archs=((4,), (6,)), container=(6,), num_targets=kw.pop("n", 24),
-        shard_size=8, seed=0, init="shared", recipe=TrainRecipe(steps=5),
+        family=family.describe(),
+        task=task.describe(),
+        archs=((4,), (6,)),
+        container=(6,),
+        num_targets=kw.pop("n", 24),
+        shard_size=8,
+        seed=0,
+        init="shared",
+        recipe=TrainRecipe(steps=5),
     )
     return ZooBuilder(family, task, spec, tmp_path, **kw)
 
@@ -217,7 +248,9 @@ def test_interrupted_writes_leave_nothing_that_counts(tmp_path):
     folder = builder.folder
     (folder / f".{shard_name(2)}.abc123.tmp").write_bytes(b"half a shard")  # writer killed mid-write
     (folder / shard_name(2)).write_bytes(b"renamed, but the record never came")
-    (folder / record_name(1)).write_text(json.dumps({"index": 1, "file": shard_name(1), "sha256": "0" * 64, "bytes": 1}))
+    (folder / record_name(1)).write_text(
+        json.dumps({"index": 1, "file": shard_name(1), "sha256": "0" * 64, "bytes": 1})
+    )
     assert builder.missing_shards() == [1, 2]
     stats = builder.build()
     assert stats.shards_trained == [1, 2]
@@ -263,16 +296,36 @@ def key_of(make_cfg, *overrides: str) -> str:
 def test_key_changes_with_data_and_only_with_data(make_cfg):
     base = key_of(make_cfg)
     same = [
-        "seed=7", "logger=csv", "predictor.hidden=[32]", "loss=weight", "trainer.max_epochs=9", "data.batch_size=8",
-        "optimizer.lr=0.5", "zoo.progress=true", "zoo.max_targets=5000", "zoo.strategy=autograd", "zoo.shard_index=1",
-        "zoo.num_shards=3", "features=[arch]", "tags=[other]",
+        "seed=7",
+        "logger=csv",
+        "predictor.hidden=[32]",
+        "loss=weight",
+        "trainer.max_epochs=9",
+        "data.batch_size=8",
+        "optimizer.lr=0.5",
+        "zoo.progress=true",
+        "zoo.max_targets=5000",
+        "zoo.strategy=autograd",
+        "zoo.shard_index=1",
+        "zoo.num_shards=3",
+        "features=[arch]",
+        "tags=[other]",
     ]
     for override in same:
         assert key_of(make_cfg, override) == base, f"{override} must not change the zoo key"
     different = [
-        "zoo.num_targets=120", "zoo.shard_size=24", "zoo.seed=1", "zoo.init=random", "zoo.steps=6", "zoo.lr=0.02",
-        "zoo.batch_size=10", "task.n_support=50", "task.amplitude=[1.0,2.0]", "task=teacher",
-        "target.archs=[{hidden:8}]", "target.unseen_archs=[{hidden:40}]",
+        "zoo.num_targets=120",
+        "zoo.shard_size=24",
+        "zoo.seed=1",
+        "zoo.init=random",
+        "zoo.steps=6",
+        "zoo.lr=0.02",
+        "zoo.batch_size=10",
+        "task.n_support=50",
+        "task.amplitude=[1.0,2.0]",
+        "task=teacher",
+        "target.archs=[{hidden:8}]",
+        "target.unseen_archs=[{hidden:40}]",
     ]
     keys = {override: key_of(make_cfg, override) for override in different}
     for override, key in keys.items():

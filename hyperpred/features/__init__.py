@@ -7,4 +7,13 @@ from hyperpred.features.gradient_stats import GradientStats
 from hyperpred.features.noise import NoiseFeature
 from hyperpred.features.oracle import OracleFeature
 
-__all__ = ["Feature", "FeatureContext", "FeatureSet", "ArchFeature", "ActivationStats", "GradientStats", "OracleFeature", "NoiseFeature"]
+__all__ = [
+    "Feature",
+    "FeatureContext",
+    "FeatureSet",
+    "ArchFeature",
+    "ActivationStats",
+    "GradientStats",
+    "OracleFeature",
+    "NoiseFeature",
+]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from hyperpred.features.base import Feature, FeatureBatch
+from hyperpred.registry import register
 
 
 def _standardize(a: Tensor, eps: float = 1e-8) -> Tensor:
@@ -19,6 +20,7 @@ def _standardize(a: Tensor, eps: float = 1e-8) -> Tensor:
     return a / a.square().mean(1, keepdim=True).add(eps).sqrt()
 
 
+@register("feature")
 class ActivationStats(Feature):
     name = "activation_stats"
 

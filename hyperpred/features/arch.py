@@ -5,8 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from hyperpred.features.base import Feature, FeatureBatch
+from hyperpred.registry import register
 
 
+@register("feature")
 class ArchFeature(Feature):
     """Each architecture field (hidden units, channels, kernel size) as a float."""
 

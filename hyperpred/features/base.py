@@ -35,7 +35,14 @@ class FeatureContext:
     probe_params: Params  # [1, *shape] at probe_arch
 
     @classmethod
-    def create(cls, family: TargetFamily, task: Task, container: Sequence[int], probe_arch: Sequence[int] | None, probe_seed: int) -> FeatureContext:
+    def create(
+        cls,
+        family: TargetFamily,
+        task: Task,
+        container: Sequence[int],
+        probe_arch: Sequence[int] | None,
+        probe_seed: int,
+    ) -> FeatureContext:
         from hyperpred.zoo.builder import shared_init
 
         probe = tuple(probe_arch) if probe_arch is not None else tuple(container)

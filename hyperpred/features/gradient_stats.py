@@ -10,8 +10,10 @@ import torch
 from torch import Tensor
 
 from hyperpred.features.base import Feature, FeatureBatch
+from hyperpred.registry import register
 
 
+@register("feature")
 class GradientStats(Feature):
     name = "gradient_stats"
 

@@ -10,9 +10,11 @@ import torch
 from torch import Tensor
 
 from hyperpred.features.base import Feature, FeatureBatch
+from hyperpred.registry import register
 from hyperpred.zoo.spec import stable_seed
 
 
+@register("feature")
 class NoiseFeature(Feature):
     name = "noise"
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from hyperpred.features.base import Feature, FeatureBatch
+from hyperpred.registry import register
 
 
+@register("feature")
 class OracleFeature(Feature):
     name = "oracle"
     is_oracle = True

@@ -19,7 +19,19 @@ from hyperpred.zoo.builder import Zoo, ZooBuilder
 log = logging.getLogger(__name__)
 
 #: Zoo tensors a batch carries (besides the computed ``features``, ``mask`` and ``mean_params``).
-BATCH_KEYS = ("index", "archs", "params", "init", "support_x", "support_y", "query_x", "query_y", "descriptor", "query_loss", "init_query_loss")
+BATCH_KEYS = (
+    "index",
+    "archs",
+    "params",
+    "init",
+    "support_x",
+    "support_y",
+    "query_x",
+    "query_y",
+    "descriptor",
+    "query_loss",
+    "init_query_loss",
+)
 
 
 class TensorDictDataset(Dataset):
@@ -128,17 +140,24 @@ class ZooDataModule(pl.LightningDataModule):
         f_mean, f_std = masked_mean_std(features[train], torch.ones_like(features[train], dtype=torch.bool))
         p_mean, p_std = masked_mean_std(t["params"][train], mask[train])
         self.stats = {"feature_mean": f_mean, "feature_std": f_std, "param_mean": p_mean, "param_std": p_std}
-        self.stats["arch_min"], self.stats["arch_max"] = t["archs"][train].min(0).values, t["archs"][train].max(0).values
+        self.stats["arch_min"], self.stats["arch_max"] = (
+            t["archs"][train].min(0).values,
+            t["archs"][train].max(0).values,
+        )
         for key in ("support_x", "support_y"):  # per-coordinate moments, for predictors that read the support set
             flat = t[key][train].flatten(2).flatten(0, 1).to(torch.get_default_dtype())
-            self.stats[f"{key}_mean"], self.stats[f"{key}_std"] = masked_mean_std(flat, torch.ones_like(flat, dtype=torch.bool))
+            self.stats[f"{key}_mean"], self.stats[f"{key}_std"] = masked_mean_std(
+                flat, torch.ones_like(flat, dtype=torch.bool)
+            )
         mean_params = group_mean(t["params"][train], mask[train], t["archs"][train], t["archs"])
         for name, idx in rows.items():
             split = {k: t[k][idx] for k in BATCH_KEYS}
             split.update(features=features[idx], mask=mask[idx], mean_params=mean_params[idx])
             self.splits[name] = split
         sizes = ", ".join(f"{k}={len(v)}" for k, v in rows.items())
-        log.info("Zoo splits by task: %s (feature dim %d, %d params per target)", sizes, features.shape[1], mask.shape[1])
+        log.info(
+            "Zoo splits by task: %s (feature dim %d, %d params per target)", sizes, features.shape[1], mask.shape[1]
+        )
 
     def _split_rows(self, archs: Tensor, finite: Tensor, groups: Tensor | None = None) -> dict[str, Tensor]:
         """Random split by task; with ``groups`` (see ``Task.split_groups``) whole groups stay together."""
@@ -159,11 +178,17 @@ class ZooDataModule(pl.LightningDataModule):
             n_test = int(ends[torch.searchsorted(ends, n_test)])
             n_val = int(ends[min(int(torch.searchsorted(ends, n_test + n_val)), len(ends) - 1)]) - n_test
             if n_val < 1 or len(seen) - n_test - n_val < 1:
-                raise ConfigError(f"only {len(uniq)} task groups: too few to split into train/val/test by group; lower data.val_fraction/data.test_fraction")
+                raise ConfigError(
+                    f"only {len(uniq)} task groups: too few to split into train/val/test by group; lower data.val_fraction/data.test_fraction"
+                )
             log.info("Split by task group: %d groups, test=%d rows, val=%d rows", len(uniq), n_test, n_val)
         if len(seen) - n_test - n_val < 1:
             raise ConfigError(f"zoo.num_targets is too small: {len(seen)} usable targets leave none for training")
-        rows = {"train": seen[n_test + n_val :].sort().values, "val": seen[n_test : n_test + n_val].sort().values, "test": seen[:n_test].sort().values}
+        rows = {
+            "train": seen[n_test + n_val :].sort().values,
+            "val": seen[n_test : n_test + n_val].sort().values,
+            "test": seen[:n_test].sort().values,
+        }
         if self.unseen_archs:
             rows["test_unseen_arch"] = torch.nonzero(finite & unseen).squeeze(1)
         return rows
@@ -179,7 +204,9 @@ class ZooDataModule(pl.LightningDataModule):
 
     @property
     def test_split_names(self) -> list[str]:
-        return [name for name in ("test", "test_unseen_arch") if name in self.splits and len(self.splits[name]["archs"])]
+        return [
+            name for name in ("test", "test_unseen_arch") if name in self.splits and len(self.splits[name]["archs"])
+        ]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = TensorDictDataset(self.splits[split])

@@ -37,7 +37,9 @@ class NonFiniteGuard(pl.Callback):
         if not torch.isfinite(loss).all():
             self._stop(trainer, f"the training loss is {loss.detach().flatten()[0].item()}")
 
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         for name, p in pl_module.named_parameters():
             if p.grad is not None and not torch.isfinite(p.grad).all():
                 self._stop(trainer, f"the gradient of {name} is not finite")

@@ -55,7 +55,9 @@ class WeightPredictionModule(pl.LightningModule):
         self.family: TargetFamily = instantiate(family)
         self.task: Task = instantiate(task)
         self.container = tuple(container)
-        self.predictor = build_predictor(predictor, in_dim=in_dim, out_dim=out_dim, family=self.family, container=self.container)
+        self.predictor = build_predictor(
+            predictor, in_dim=in_dim, out_dim=out_dim, family=self.family, container=self.container
+        )
         self.objective = PredictionLoss(**loss)
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
@@ -66,10 +68,16 @@ class WeightPredictionModule(pl.LightningModule):
         self.register_buffer("arch_max", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
         if self.objective.width_augment:
             if not getattr(self.predictor, "width_agnostic", False):
-                raise ConfigError(f"loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not {type(self.predictor).__name__}")
-            arch_features = [k for k, v in (features or {}).items() if str(v.get("_target_", "")).endswith("ArchFeature")]
+                raise ConfigError(
+                    f"loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not {type(self.predictor).__name__}"
+                )
+            arch_features = [
+                k for k, v in (features or {}).items() if str(v.get("_target_", "")).endswith("ArchFeature")
+            ]
             if arch_features:
-                raise ConfigError(f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that feature")
+                raise ConfigError(
+                    f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that feature"
+                )
         self.test_split_names: list[str] = ["test"]
         self._test_outputs: dict[int, list[dict[str, Tensor]]] = {}
         self._finetune_inputs: dict[int, list[dict[str, Tensor]]] = {}
@@ -85,21 +93,29 @@ class WeightPredictionModule(pl.LightningModule):
             self.predictor.set_data_stats(stats)
 
     # ------------------------------------------------------------------ prediction
-    def forward(self, features: Tensor, batch: dict[str, Tensor] | None = None, container: tuple[int, ...] | None = None) -> Tensor:
+    def forward(
+        self, features: Tensor, batch: dict[str, Tensor] | None = None, container: tuple[int, ...] | None = None
+    ) -> Tensor:
         """Raw flat parameters ``[B, P]`` at ``container`` (default: the training container).
 
         ``batch`` gives ``archs`` and the support pairs to predictors that read them; only a
         width-agnostic predictor can answer for another container (e.g. wider than any in training).
         """
         container = self.container if container is None else tuple(container)
-        if batch is None and (getattr(self.predictor, "needs_support", False) or getattr(self.predictor, "width_agnostic", False)):
-            raise ConfigError(f"predictor {type(self.predictor).__name__} reads the batch (archs, support_x, support_y): call module(features, batch)")
+        if batch is None and (
+            getattr(self.predictor, "needs_support", False) or getattr(self.predictor, "width_agnostic", False)
+        ):
+            raise ConfigError(
+                f"predictor {type(self.predictor).__name__} reads the batch (archs, support_x, support_y): call module(features, batch)"
+            )
         z = (features - self.feature_mean) / self.feature_std
         out = self.predictor(z, batch, container)
         if getattr(self.predictor, "output_space", "normalized") == "raw":
             return out
         if container != self.container:
-            raise ConfigError(f"predictor {type(self.predictor).__name__} predicts only the training container {self.container}, not {container}; use a width-agnostic predictor")
+            raise ConfigError(
+                f"predictor {type(self.predictor).__name__} predicts only the training container {self.container}, not {container}; use a width-agnostic predictor"
+            )
         return self.param_mean + self.param_std * out
 
     def predict(self, batch: dict[str, Tensor], container: tuple[int, ...] | None = None) -> Tensor:
@@ -110,7 +126,15 @@ class WeightPredictionModule(pl.LightningModule):
         return self.family.unflatten(flat, self.container)
 
     def query_loss(self, flat: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        return per_target_loss(self.family, self.task, self.unflatten(flat), batch["archs"], self.container, batch["query_x"], batch["query_y"])
+        return per_target_loss(
+            self.family,
+            self.task,
+            self.unflatten(flat),
+            batch["archs"],
+            self.container,
+            batch["query_x"],
+            batch["query_y"],
+        )
 
     def query_accuracy(self, flat: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """Per-target query accuracy ``[B]`` (classification tasks only)."""
@@ -121,7 +145,9 @@ class WeightPredictionModule(pl.LightningModule):
     def augmented_archs(self, archs: Tensor) -> Tensor:
         """Each field drawn uniformly from the training range ``[arch_min, arch_max]`` (loss.width_augment)."""
         span = (self.arch_max - self.arch_min + 1).to(torch.get_default_dtype())
-        return self.arch_min + (torch.rand(archs.shape, device=archs.device) * span).long().clamp_max(self.arch_max - self.arch_min)
+        return self.arch_min + (torch.rand(archs.shape, device=archs.device) * span).long().clamp_max(
+            self.arch_max - self.arch_min
+        )
 
     def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         n = batch["archs"].shape[0]
@@ -137,7 +163,10 @@ class WeightPredictionModule(pl.LightningModule):
             pred = self(batch["features"], batch)
         per_task = self.query_loss(pred, batch)
         func = per_task.mean()
-        loss = self.objective.combine(weight_mse, self.objective.functional_term(per_task, batch["support_y"]) if self.objective.functional else func)
+        loss = self.objective.combine(
+            weight_mse,
+            self.objective.functional_term(per_task, batch["support_y"]) if self.objective.functional else func,
+        )
         logs.update({f"{split}/loss": loss, f"{split}/query_loss": func})
         self.log_dict(logs, batch_size=n, prog_bar=split == "val", on_epoch=True, on_step=False, sync_dist=True)
         return loss
@@ -167,7 +196,9 @@ class WeightPredictionModule(pl.LightningModule):
         self._test_outputs.setdefault(dataloader_idx, []).append({k: v.detach() for k, v in out.items()})
         if self._finetune_budget():
             keep = ("archs", "support_x", "support_y", "query_x", "query_y", "query_loss")
-            self._finetune_inputs.setdefault(dataloader_idx, []).append({"pred": pred.detach(), **{k: batch[k] for k in keep}})
+            self._finetune_inputs.setdefault(dataloader_idx, []).append(
+                {"pred": pred.detach(), **{k: batch[k] for k in keep}}
+            )
 
     def _finetune_budget(self) -> int:
         """Adam steps allowed when fine-tuning from predictions (0: metric off)."""
@@ -191,9 +222,21 @@ class WeightPredictionModule(pl.LightningModule):
 
     def _run_finetune(self, b: dict[str, Tensor], ft: dict[str, Any]) -> Tensor:
         return finetune_steps(
-            self.family, self.task, b["pred"], b["archs"], self.container, b["support_x"], b["support_y"], b["query_x"], b["query_y"],
-            threshold=b["query_loss"], lr=float(ft["lr"]), max_steps=self._finetune_budget(), batch_size=ft.get("batch_size"),
-            check_every=int(ft.get("check_every", 1)), seed=int(ft.get("seed", 0)),
+            self.family,
+            self.task,
+            b["pred"],
+            b["archs"],
+            self.container,
+            b["support_x"],
+            b["support_y"],
+            b["query_x"],
+            b["query_y"],
+            threshold=b["query_loss"],
+            lr=float(ft["lr"]),
+            max_steps=self._finetune_budget(),
+            batch_size=ft.get("batch_size"),
+            check_every=int(ft.get("check_every", 1)),
+            seed=int(ft.get("seed", 0)),
         )
 
     def _accuracies(self, pred: Tensor, mean: Tensor, has_mean: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -216,8 +259,12 @@ class WeightPredictionModule(pl.LightningModule):
             per_target = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
             if idx in self._finetune_inputs:  # per rank, before gathering: each rank fine-tunes its own targets
                 per_target.update(self._finetune_fraction(self._finetune_inputs.pop(idx)))
-            per_target = {k: self.all_gather(v).flatten() if self.trainer.world_size > 1 else v for k, v in per_target.items()}
-            keep = first_occurrences(per_target.pop("index"))  # under DDP every rank tests the whole split: count each target once
+            per_target = {
+                k: self.all_gather(v).flatten() if self.trainer.world_size > 1 else v for k, v in per_target.items()
+            }
+            keep = first_occurrences(
+                per_target.pop("index")
+            )  # under DDP every rank tests the whole split: count each target once
             per_target = {k: v[keep] for k, v in per_target.items()}
             split = self.test_split_names[idx]
             summary = {f"{split}/{k}": v for k, v in summarize(per_target).items()}

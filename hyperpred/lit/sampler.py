@@ -28,13 +28,22 @@ from hyperpred.errors import ConfigError
 class GlobalBatchSampler(DistributedSampler):
     """Yields lists of row indices: this rank's share of each global batch (see module doc)."""
 
-    def __init__(self, num_rows: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, num_rows: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         if num_rows < 1:
             raise ConfigError("a data split is empty: raise zoo.num_targets or the split fractions")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         # DistributedSampler's own state is not used for iteration; fill it so that its attributes stay truthful.
-        self.num_replicas, self.rank, self.shuffle, self.seed, self.epoch, self.drop_last = world_size, rank, shuffle, seed, 0, False
+        self.num_replicas, self.rank, self.shuffle, self.seed, self.epoch, self.drop_last = (
+            world_size,
+            rank,
+            shuffle,
+            seed,
+            0,
+            False,
+        )
         self.num_rows, self.batch_size = num_rows, batch_size
         self.num_samples = sum(len(b) for b in self._global_batches(torch.arange(num_rows)))
         self.total_size = self.num_samples
@@ -65,7 +74,9 @@ def first_occurrences(index: torch.Tensor) -> torch.Tensor:
     """Positions of the first occurrence of each distinct value of ``index``, in order of position."""
     _, inverse = torch.unique(index, return_inverse=True)
     positions = torch.arange(len(index), device=index.device)
-    first = torch.full((int(inverse.max()) + 1 if len(index) else 0,), len(index), dtype=torch.long, device=index.device)
+    first = torch.full(
+        (int(inverse.max()) + 1 if len(index) else 0,), len(index), dtype=torch.long, device=index.device
+    )
     return first.scatter_reduce_(0, inverse, positions, reduce="amin").sort().values
 
 

@@ -12,4 +12,13 @@ from hyperpred.predictors.set_encoder import SetEncoder
 from hyperpred.predictors.units import UnitLayout
 from hyperpred.predictors.width_agnostic import WidthAgnosticDecoder
 
-__all__ = ["Predictor", "build_predictor", "call_with_context", "MLPPredictor", "SetEncoder", "SetConditionedPredictor", "UnitLayout", "WidthAgnosticDecoder"]
+__all__ = [
+    "Predictor",
+    "build_predictor",
+    "call_with_context",
+    "MLPPredictor",
+    "SetEncoder",
+    "SetConditionedPredictor",
+    "UnitLayout",
+    "WidthAgnosticDecoder",
+]

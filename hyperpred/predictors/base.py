@@ -41,11 +41,15 @@ class Predictor(nn.Module):
     def set_data_stats(self, stats: Mapping[str, Tensor]) -> None:
         """Receive the training split's statistics (support x/y moments); default: nothing to do."""
 
-    def forward(self, z: Tensor, batch: Mapping[str, Tensor] | None = None, container: Sequence[int] | None = None) -> Tensor:  # pragma: no cover - abstract
+    def forward(
+        self, z: Tensor, batch: Mapping[str, Tensor] | None = None, container: Sequence[int] | None = None
+    ) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
-def call_with_context(factory: Callable[..., Any], in_dim: int, out_dim: int, family: TargetFamily, container: Sequence[int]) -> Any:
+def call_with_context(
+    factory: Callable[..., Any], in_dim: int, out_dim: int, family: TargetFamily, container: Sequence[int]
+) -> Any:
     """Call a predictor class (or a partial of one) with the sizes, and the context it names.
 
     Context (family, container) is passed only to constructors whose signature names it, so a
@@ -61,7 +65,9 @@ def call_with_context(factory: Callable[..., Any], in_dim: int, out_dim: int, fa
     return factory(in_dim=in_dim, out_dim=out_dim, **{k: v for k, v in context.items() if accepts_any or k in params})
 
 
-def build_predictor(cfg: Mapping[str, Any], in_dim: int, out_dim: int, family: TargetFamily, container: Sequence[int]) -> nn.Module:
+def build_predictor(
+    cfg: Mapping[str, Any], in_dim: int, out_dim: int, family: TargetFamily, container: Sequence[int]
+) -> nn.Module:
     """Instantiate the ``predictor`` config with the sizes from the data and the context it asks for."""
     if not isinstance(cfg, Mapping) or not cfg.get("_target_"):
         raise ConfigError(f"predictor must be a config with a _target_, got {cfg!r}")
@@ -79,4 +85,3 @@ def mlp(in_dim: int, hidden: Sequence[int], activation: str) -> tuple[nn.Sequent
         layers += [nn.Linear(width, int(h)), ACTIVATIONS[activation]()]
         width = int(h)
     return nn.Sequential(*layers), width
-

@@ -16,9 +16,11 @@ from torch import Tensor
 from hyperpred.errors import ConfigError
 from hyperpred.predictors.base import Predictor, call_with_context
 from hyperpred.predictors.set_encoder import SetEncoder
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 
 
+@register("predictor")
 class SetConditionedPredictor(Predictor):
     """``head([z, encoder(support_x, support_y)])``; output space and width-agnosticism are the head's."""
 
@@ -37,7 +39,9 @@ class SetConditionedPredictor(Predictor):
         super().__init__()
         if not callable(encoder) or not callable(head):
             raise ConfigError("predictor.encoder and predictor.head must be configs with _target_ and _partial_: true")
-        self.encoder = encoder(x_dim=math.prod(family.input_shape(container)), y_dim=math.prod(family.output_shape(container)))
+        self.encoder = encoder(
+            x_dim=math.prod(family.input_shape(container)), y_dim=math.prod(family.output_shape(container))
+        )
         self.use_features = use_features
         head_in = (in_dim if use_features else 0) + self.encoder.out_dim
         self.head = call_with_context(head, head_in, out_dim, family, container)
@@ -49,7 +53,9 @@ class SetConditionedPredictor(Predictor):
         if hasattr(self.head, "set_data_stats"):
             self.head.set_data_stats(stats)
 
-    def forward(self, z: Tensor, batch: Mapping[str, Tensor] | None = None, container: Sequence[int] | None = None) -> Tensor:
+    def forward(
+        self, z: Tensor, batch: Mapping[str, Tensor] | None = None, container: Sequence[int] | None = None
+    ) -> Tensor:
         if batch is None or "support_x" not in batch or "support_y" not in batch:
             raise ValueError("this predictor encodes the support set: pass a batch with support_x and support_y")
         code = self.encoder(batch["support_x"], batch["support_y"])

@@ -17,10 +17,12 @@ from torch import Tensor, nn
 
 from hyperpred.errors import ConfigError
 from hyperpred.predictors.base import mlp
+from hyperpred.registry import register
 
 POOLINGS = ("mean", "attention")
 
 
+@register("predictor")
 class SetEncoder(nn.Module):
     """``{(x_j, y_j)} → code [B, out_dim]``; inputs are standardized with the training split's moments.
 
@@ -64,7 +66,9 @@ class SetEncoder(nn.Module):
         self.phi, width = mlp(pair_dim, hidden, activation)
         if pooling == "attention":
             if width % num_heads:
-                raise ConfigError(f"predictor.encoder: the last hidden width {width} must be divisible by num_heads={num_heads}")
+                raise ConfigError(
+                    f"predictor.encoder: the last hidden width {width} must be divisible by num_heads={num_heads}"
+                )
             self.seeds = nn.Parameter(torch.randn(num_seeds, width) / math.sqrt(width))
             self.attention = nn.MultiheadAttention(width, num_heads, batch_first=True)
             width *= num_seeds
@@ -82,7 +86,9 @@ class SetEncoder(nn.Module):
         x = x.reshape(b, n, -1)
         y = y.reshape(b, n, -1).to(x.dtype)
         if x.shape[-1] != self.x_dim or y.shape[-1] != self.y_dim:
-            raise ValueError(f"set encoder built for x with {self.x_dim} and y with {self.y_dim} values per sample, got {x.shape[-1]} and {y.shape[-1]}")
+            raise ValueError(
+                f"set encoder built for x with {self.x_dim} and y with {self.y_dim} values per sample, got {x.shape[-1]} and {y.shape[-1]}"
+            )
         x = (x - self.x_mean) / self.x_std
         y = (y - self.y_mean) / self.y_std
         parts = [x, y]

@@ -40,12 +40,18 @@ class UnitLayout:
         if width_field is None:
             free = [f for f in fields if f not in family.fixed_fields]
             if len(free) != 1:
-                raise ConfigError(f"family '{family.name}' has the free architecture fields {free}: set predictor.width_field to one of them")
+                raise ConfigError(
+                    f"family '{family.name}' has the free architecture fields {free}: set predictor.width_field to one of them"
+                )
             width_field = free[0]
         if width_field not in fields:
-            raise ConfigError(f"predictor.width_field={width_field!r} is not an architecture field of family '{family.name}' {list(fields)}")
+            raise ConfigError(
+                f"predictor.width_field={width_field!r} is not an architecture field of family '{family.name}' {list(fields)}"
+            )
         if width_field in family.fixed_fields:
-            raise ConfigError(f"predictor.width_field={width_field!r} is fixed for family '{family.name}': it cannot vary per target")
+            raise ConfigError(
+                f"predictor.width_field={width_field!r} is fixed for family '{family.name}': it cannot vary per target"
+            )
         self.family = family
         self.width_field = width_field
         self.index = fields.index(width_field)
@@ -57,12 +63,16 @@ class UnitLayout:
         for name, shape in s0.items():
             axes = [a for a, (p, q) in enumerate(zip(shape, s1[name])) if p != q]
             if len(axes) > 1:
-                raise ConfigError(f"family '{family.name}': parameter '{name}' grows along several axes with {width_field}; the width-agnostic decoder needs one")
+                raise ConfigError(
+                    f"family '{family.name}': parameter '{name}' grows along several axes with {width_field}; the width-agnostic decoder needs one"
+                )
             axis = axes[0] if axes else None
             per_unit = math.prod(shape) // shape[axis] if axis is not None else math.prod(shape)
             tensors.append(UnitTensor(name, axis, per_unit))
         self.tensors = tuple(tensors)
-        self.hidden = family.input_shape(base) == family.input_shape(bigger) and family.output_shape(base) == family.output_shape(bigger)
+        self.hidden = family.input_shape(base) == family.input_shape(bigger) and family.output_shape(
+            base
+        ) == family.output_shape(bigger)
         self.unit_size = sum(t.per_unit for t in tensors if t.axis is not None)
         self.shared_size = sum(t.per_unit for t in tensors if t.axis is None)
 
@@ -71,7 +81,9 @@ class UnitLayout:
         container = tuple(int(c) for c in container)
         for i, (field, have, want) in enumerate(zip(self.family.arch_fields, container, self.container)):
             if i != self.index and have != want:
-                raise ConfigError(f"this predictor generates '{self.width_field}' at any size, but '{field}' must stay {want}; got {have}")
+                raise ConfigError(
+                    f"this predictor generates '{self.width_field}' at any size, but '{field}' must stay {want}; got {have}"
+                )
         return container
 
     def widths(self, archs: Tensor) -> Tensor:
@@ -81,7 +93,9 @@ class UnitLayout:
         """True when the unit axis is an input axis of the next layer (PyTorch's ``[out, in, ...]`` layout)."""
         return t.axis is not None and t.axis > 0
 
-    def assemble(self, per_unit: Tensor, shared: Tensor, widths: Tensor, container: Sequence[int], mean_field: bool) -> Params:
+    def assemble(
+        self, per_unit: Tensor, shared: Tensor, widths: Tensor, container: Sequence[int], mean_field: bool
+    ) -> Params:
         """``per_unit [B, W, unit_size]`` and ``shared [B, shared_size]`` → padded params at ``container``.
 
         Units at or beyond each target's width are zeroed (padding). With ``mean_field``, the
@@ -119,4 +133,6 @@ class UnitLayout:
                 v = p.movedim(1 + t.axis, 1)
                 units.append(v.reshape(v.shape[0], v.shape[1], -1))
         b = next(iter(params.values())).shape[0]
-        return (torch.cat(units, dim=2) if units else torch.zeros(b, 0, 0)), (torch.cat(shared, dim=1) if shared else torch.zeros(b, 0))
+        return (torch.cat(units, dim=2) if units else torch.zeros(b, 0, 0)), (
+            torch.cat(shared, dim=1) if shared else torch.zeros(b, 0)
+        )

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from hyperpred.errors import ConfigError
 from hyperpred.predictors.base import ACTIVATIONS, Predictor, mlp
 from hyperpred.predictors.units import UnitLayout
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 
 COORDINATES = ("auto", "relative", "index")
@@ -56,6 +57,7 @@ def fourier_features(u: Tensor, num_frequencies: int) -> Tensor:
     return torch.cat([u.unsqueeze(-1), torch.sin(angle), torch.cos(angle)], dim=-1)
 
 
+@register("predictor")
 class WidthAgnosticDecoder(Predictor):
     """Per-unit generation from ``(trunk(z), fourier(u))``; outputs raw parameters at any width."""
 
@@ -160,7 +162,9 @@ class WidthAgnosticDecoder(Predictor):
             return i / widths.to(i.dtype).unsqueeze(1)
         return (i / self.index_scale).expand(widths.shape[0], -1)
 
-    def forward(self, z: Tensor, batch: Mapping[str, Tensor] | None = None, container: Sequence[int] | None = None) -> Tensor:
+    def forward(
+        self, z: Tensor, batch: Mapping[str, Tensor] | None = None, container: Sequence[int] | None = None
+    ) -> Tensor:
         if batch is None or "archs" not in batch:
             raise ValueError("the width-agnostic decoder needs the batch's archs to know each target's width")
         container = self.layout.check_container(container if container is not None else self.container)
@@ -178,7 +182,9 @@ class WidthAgnosticDecoder(Predictor):
         h = self.unit_act(self.unit_cond(cond).unsqueeze(1) + self.unit_emb(emb))  # [B, W, first]
         basis = self.unit_body(h)  # [B, W, K]
         task = self.task_head(cond).view(len(cond), self.layout.unit_size, self.basis_width + 1)
-        per_unit = self.unit_head(basis) + torch.einsum("bwk,buk->bwu", basis, task[..., :-1]) + task[..., -1].unsqueeze(1)
+        per_unit = (
+            self.unit_head(basis) + torch.einsum("bwk,buk->bwu", basis, task[..., :-1]) + task[..., -1].unsqueeze(1)
+        )
         if self.grid_spread is not None:
             u = self.coordinates(widths, units).unsqueeze(-1)
             direction = torch.where(u < 0.5, 1.0, -1.0)

@@ -6,4 +6,13 @@ from hyperpred.targets.conv_classifier import ConvClassifierFamily
 from hyperpred.targets.linear import LinearFamily
 from hyperpred.targets.mlp import MLPFamily
 
-__all__ = ["Arch", "Params", "TargetFamily", "arch_tensor", "MLPFamily", "ConvFamily", "ConvClassifierFamily", "LinearFamily"]
+__all__ = [
+    "Arch",
+    "Params",
+    "TargetFamily",
+    "arch_tensor",
+    "MLPFamily",
+    "ConvFamily",
+    "ConvClassifierFamily",
+    "LinearFamily",
+]

@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyperpred.registry import register
 from hyperpred.targets.base import Arch, Params, TargetFamily, unit_mask
 
 
+@register("family")
 class ConvFamily(TargetFamily):
     name = "conv"
     arch_fields = ("in_channels", "out_channels", "kernel_size")

@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyperpred.registry import register
 from hyperpred.targets.base import Arch, Params, TargetFamily, unit_mask
 
 POOLS = ("mean", "max")
 
 
+@register("family")
 class ConvClassifierFamily(TargetFamily):
     name = "conv_classifier"
     arch_fields = ("in_channels", "channels", "kernel_size", "classes")
@@ -44,7 +46,9 @@ class ConvClassifierFamily(TargetFamily):
 
     def output_shape(self, arch: Sequence[int]) -> tuple[int, ...]:
         if self.image_size + 2 * self.padding - arch[2] + 1 <= 0:
-            raise ValueError(f"kernel_size {arch[2]} does not fit image_size {self.image_size} with padding {self.padding}")
+            raise ValueError(
+                f"kernel_size {arch[2]} does not fit image_size {self.image_size} with padding {self.padding}"
+            )
         return (arch[3],)
 
     def _masks(self, archs: Tensor, container: Sequence[int]) -> tuple[Tensor, Tensor]:
@@ -67,7 +71,12 @@ class ConvClassifierFamily(TargetFamily):
         dtype = torch.get_default_dtype()
         conv = (archs[:, 0] * archs[:, 2] ** 2).to(dtype).rsqrt()
         head = archs[:, 1].to(dtype).rsqrt()
-        return {"conv_weight": conv.view(-1, 1, 1, 1, 1), "conv_bias": conv.view(-1, 1), "head_weight": head.view(-1, 1, 1), "head_bias": head.view(-1, 1)}
+        return {
+            "conv_weight": conv.view(-1, 1, 1, 1, 1),
+            "conv_bias": conv.view(-1, 1),
+            "head_weight": head.view(-1, 1, 1),
+            "head_bias": head.view(-1, 1),
+        }
 
     # ------------------------------------------------------------------ computation
     def _feature_maps(self, params: Params, x: Tensor, archs: Tensor | None) -> Tensor:
@@ -106,14 +115,30 @@ class ConvClassifierFamily(TargetFamily):
         cin, c, k, classes = arch
         pool = nn.AdaptiveAvgPool2d(1) if self.pool == "mean" else nn.AdaptiveMaxPool2d(1)
         return nn.Sequential(
-            OrderedDict(conv=nn.Conv2d(cin, c, k, padding=self.padding), act=nn.ReLU(), pool=pool, flatten=nn.Flatten(), head=nn.Linear(c, classes))
+            OrderedDict(
+                conv=nn.Conv2d(cin, c, k, padding=self.padding),
+                act=nn.ReLU(),
+                pool=pool,
+                flatten=nn.Flatten(),
+                head=nn.Linear(c, classes),
+            )
         )
 
     def module_state(self, params: Params) -> dict[str, Tensor]:
-        return {"conv.weight": params["conv_weight"], "conv.bias": params["conv_bias"], "head.weight": params["head_weight"], "head.bias": params["head_bias"]}
+        return {
+            "conv.weight": params["conv_weight"],
+            "conv.bias": params["conv_bias"],
+            "head.weight": params["head_weight"],
+            "head.bias": params["head_bias"],
+        }
 
     def params_from_state(self, state: Mapping[str, Tensor]) -> Params:
-        return {"conv_weight": state["conv.weight"], "conv_bias": state["conv.bias"], "head_weight": state["head.weight"], "head_bias": state["head.bias"]}
+        return {
+            "conv_weight": state["conv.weight"],
+            "conv_bias": state["conv.bias"],
+            "head_weight": state["head.weight"],
+            "head_bias": state["head.bias"],
+        }
 
     def arch_of_module(self, module: nn.Module) -> Arch:
         return (module.conv.in_channels, module.conv.out_channels, module.conv.kernel_size[0], module.head.out_features)

@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from hyperpred.registry import register
 from hyperpred.targets.base import Arch, Params, TargetFamily, unit_mask
 
 
+@register("family")
 class LinearFamily(TargetFamily):
     name = "linear"
     arch_fields = ("in_features", "out_features")

@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from hyperpred.registry import register
 from hyperpred.targets.base import Arch, Params, TargetFamily, unit_mask
 
 
+@register("family")
 class MLPFamily(TargetFamily):
     """``Linear(1, H) → ReLU → Linear(H, 1)``; H varies per target and is padded/masked."""
 
@@ -40,7 +42,12 @@ class MLPFamily(TargetFamily):
     def fan_in_bounds(self, archs: Tensor, container: Sequence[int]) -> Params:
         out_bound = archs[:, 0].to(torch.get_default_dtype()).rsqrt()
         one = torch.ones_like(out_bound)
-        return {"w1": one.view(-1, 1, 1), "b1": one.view(-1, 1), "w2": out_bound.view(-1, 1, 1), "b2": out_bound.view(-1, 1)}
+        return {
+            "w1": one.view(-1, 1, 1),
+            "b1": one.view(-1, 1),
+            "w2": out_bound.view(-1, 1, 1),
+            "b2": out_bound.view(-1, 1),
+        }
 
     def _hidden(self, params: Params, x: Tensor, archs: Tensor | None) -> Tensor:
         pre = torch.baddbmm(params["b1"].unsqueeze(1), x, params["w1"].transpose(1, 2))
@@ -63,10 +70,20 @@ class MLPFamily(TargetFamily):
         return nn.Sequential(OrderedDict(hidden=nn.Linear(1, h), act=nn.ReLU(), out=nn.Linear(h, 1)))
 
     def module_state(self, params: Params) -> dict[str, Tensor]:
-        return {"hidden.weight": params["w1"], "hidden.bias": params["b1"], "out.weight": params["w2"], "out.bias": params["b2"]}
+        return {
+            "hidden.weight": params["w1"],
+            "hidden.bias": params["b1"],
+            "out.weight": params["w2"],
+            "out.bias": params["b2"],
+        }
 
     def params_from_state(self, state: Mapping[str, Tensor]) -> Params:
-        return {"w1": state["hidden.weight"], "b1": state["hidden.bias"], "w2": state["out.weight"], "b2": state["out.bias"]}
+        return {
+            "w1": state["hidden.weight"],
+            "b1": state["hidden.bias"],
+            "w2": state["out.weight"],
+            "b2": state["out.bias"],
+        }
 
     def arch_of_module(self, module: nn.Module) -> Arch:
         return (module.hidden.out_features,)

@@ -8,6 +8,14 @@ from hyperpred.tasks.tabular import TabularTask
 from hyperpred.tasks.teacher import TeacherTask
 
 __all__ = [
-    "Task", "TaskBatch", "masked_mse", "masked_cross_entropy", "masked_accuracy",
-    "SineTask", "SinSumTask", "TeacherTask", "DigitsTask", "TabularTask",
+    "Task",
+    "TaskBatch",
+    "masked_mse",
+    "masked_cross_entropy",
+    "masked_accuracy",
+    "SineTask",
+    "SinSumTask",
+    "TeacherTask",
+    "DigitsTask",
+    "TabularTask",
 ]

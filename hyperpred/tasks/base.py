@@ -76,7 +76,9 @@ class Task(ABC):
     def descriptor_dim(self, family: TargetFamily, container: Sequence[int]) -> int: ...
 
     @abstractmethod
-    def sample(self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator) -> TaskBatch:
+    def sample(
+        self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator
+    ) -> TaskBatch:
         """Sample one task per row of ``archs`` (``[B, A]``), padded to ``container``."""
 
     def loss(self, pred: Tensor, y: Tensor, out_mask: Tensor | None = None) -> Tensor:

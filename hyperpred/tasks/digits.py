@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task, TaskBatch
 
@@ -72,6 +73,7 @@ class _Pool:
         return self.table[digit, pos], labels
 
 
+@register("task")
 class DigitsTask(Task):
     name = "digits"
     classification = True
@@ -120,17 +122,26 @@ class DigitsTask(Task):
             if not 2 <= k <= len(self.classes):
                 why = f"architecture {family.arch_to_dict(arch)} has {k} outputs; a digits task has 2..{len(self.classes)} classes (task.classes={self.classes})"
                 raise self._incompatible(family, why)
-            for key, n, pool in (("n_support", self.n_support, self.support_pool), ("n_query", self.n_query, self.query_pool)):
+            for key, n, pool in (
+                ("n_support", self.n_support, self.support_pool),
+                ("n_query", self.n_query, self.query_pool),
+            ):
                 if n < k:
-                    raise ConfigError(f"task.{key}={n} is smaller than the {k} classes of architecture {family.arch_to_dict(arch)}")
+                    raise ConfigError(
+                        f"task.{key}={n} is smaller than the {k} classes of architecture {family.arch_to_dict(arch)}"
+                    )
                 smallest = int(pool.counts[self.classes].min())
                 if -(-n // k) > smallest:
-                    raise ConfigError(f"task.{key}={n} needs {-(-n // k)} images per class for {k} classes, but the pool has only {smallest} of some class")
+                    raise ConfigError(
+                        f"task.{key}={n} needs {-(-n // k)} images per class for {k} classes, but the pool has only {smallest} of some class"
+                    )
 
     def descriptor_dim(self, family: TargetFamily, container: Sequence[int]) -> int:
         return family.output_shape(container)[0]
 
-    def sample(self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator) -> TaskBatch:
+    def sample(
+        self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator
+    ) -> TaskBatch:
         b = archs.shape[0]
         kmax = self._num_classes(family, container)
         mask = family.output_mask(archs, container)
@@ -155,4 +166,10 @@ class DigitsTask(Task):
         return torch.unique(descriptor.sort(1).values, dim=0, return_inverse=True)[1]
 
     def describe(self) -> dict:
-        return {**super().describe(), "classes": self.classes, "query_fraction": self.query_fraction, "pool_seed": self.pool_seed, "x_scale": self.x_scale}
+        return {
+            **super().describe(),
+            "classes": self.classes,
+            "query_fraction": self.query_fraction,
+            "pool_seed": self.pool_seed,
+            "x_scale": self.x_scale,
+        }

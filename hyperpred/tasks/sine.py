@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task, TaskBatch, check_range, uniform
 
 
+@register("task")
 class SineTask(Task):
     name = "sine"
 
@@ -40,7 +42,9 @@ class SineTask(Task):
     def descriptor_dim(self, family: TargetFamily, container: Sequence[int]) -> int:
         return 2
 
-    def sample(self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator) -> TaskBatch:
+    def sample(
+        self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator
+    ) -> TaskBatch:
         b = archs.shape[0]
         amp = uniform(*self.amplitude, (b, 1, 1), generator)
         phase = uniform(*self.phase, (b, 1, 1), generator)

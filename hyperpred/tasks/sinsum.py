@@ -15,10 +15,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task, TaskBatch, check_range, uniform
 
 
+@register("task")
 class SinSumTask(Task):
     name = "sinsum"
 
@@ -48,7 +50,9 @@ class SinSumTask(Task):
     def descriptor_dim(self, family: TargetFamily, container: Sequence[int]) -> int:
         return 2 * family.output_shape(container)[0]
 
-    def sample(self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator) -> TaskBatch:
+    def sample(
+        self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator
+    ) -> TaskBatch:
         b = archs.shape[0]
         (d,) = family.input_shape(container)
         (m,) = family.output_shape(container)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task, TaskBatch
 
@@ -33,7 +34,9 @@ DATASETS = {
 def load_bundled(name: str) -> tuple[Tensor, Tensor, bool]:
     """``(x [N, d], y, classification)``: y is ``[N]`` class ids or ``[N, t]`` regression targets."""
     if name not in DATASETS:
-        raise ConfigError(f"task.dataset must be one of {sorted(DATASETS)} (scikit-learn's bundled data sets), got {name!r}")
+        raise ConfigError(
+            f"task.dataset must be one of {sorted(DATASETS)} (scikit-learn's bundled data sets), got {name!r}"
+        )
     import sklearn.datasets
 
     loader, classification = DATASETS[name]
@@ -45,6 +48,7 @@ def load_bundled(name: str) -> tuple[Tensor, Tensor, bool]:
     return x, y.reshape(len(y), -1), False
 
 
+@register("task")
 class TabularTask(Task):
     name = "tabular"
 
@@ -84,9 +88,13 @@ class TabularTask(Task):
         self.num_kept = max(1, round(self.feature_fraction * self.num_features))
         self.support_x, self.support_y, self.query_x, self.query_y = x[s], y[s], x[q], y[q]
         if not self.bootstrap and n_support > len(s):
-            raise ConfigError(f"task.n_support={n_support} exceeds the {len(s)} support rows of '{dataset}'; lower it or set task.bootstrap=true")
+            raise ConfigError(
+                f"task.n_support={n_support} exceeds the {len(s)} support rows of '{dataset}'; lower it or set task.bootstrap=true"
+            )
         if n_query > len(q):
-            raise ConfigError(f"task.n_query={n_query} exceeds the {len(q)} query rows of '{dataset}'; lower it or raise task.query_fraction")
+            raise ConfigError(
+                f"task.n_query={n_query} exceeds the {len(q)} query rows of '{dataset}'; lower it or raise task.query_fraction"
+            )
 
     def check_compatible(self, family: TargetFamily, archs: Sequence[Sequence[int]]) -> None:
         for arch in archs:
@@ -107,7 +115,9 @@ class TabularTask(Task):
             return torch.randint(pool, (b, n), generator=generator)
         return torch.rand((b, pool), generator=generator).argsort(1)[:, :n]
 
-    def sample(self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator) -> TaskBatch:
+    def sample(
+        self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator
+    ) -> TaskBatch:
         b = archs.shape[0]
         keep = torch.rand((b, self.num_features), generator=generator).argsort(1)[:, : self.num_kept]
         mask = torch.zeros(b, self.num_features).scatter_(1, keep, 1.0)  # [B, d] features this task sees

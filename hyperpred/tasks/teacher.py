@@ -12,10 +12,12 @@ import torch
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
+from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task, TaskBatch, check_range, uniform
 
 
+@register("task")
 class TeacherTask(Task):
     name = "teacher"
 
@@ -39,13 +41,17 @@ class TeacherTask(Task):
     def descriptor_dim(self, family: TargetFamily, container: Sequence[int]) -> int:
         return family.num_params(container)
 
-    def _inputs(self, family: TargetFamily, container: Sequence[int], b: int, n: int, generator: torch.Generator) -> Tensor:
+    def _inputs(
+        self, family: TargetFamily, container: Sequence[int], b: int, n: int, generator: torch.Generator
+    ) -> Tensor:
         shape = (b, n, *family.input_shape(container))
         if self.x_dist == "normal":
             return torch.randn(shape, generator=generator)
         return uniform(*self.x_range, shape, generator)
 
-    def sample(self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator) -> TaskBatch:
+    def sample(
+        self, family: TargetFamily, archs: Tensor, container: Sequence[int], generator: torch.Generator
+    ) -> TaskBatch:
         b = archs.shape[0]
         teacher = {k: v * self.teacher_scale for k, v in family.init(archs, container, generator).items()}
         xs = self._inputs(family, container, b, self.n_support, generator)

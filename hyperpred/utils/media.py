@@ -34,19 +34,28 @@ def weight_histograms(module: Any, split: dict[str, Tensor], path: Path, max_ten
     was_training = module.training
     module.eval()
     try:
-        pred = module.predict({k: v.to(module.device) for k, v in split.items()}).cpu()  # the batch: some predictors read archs/support
+        pred = module.predict(
+            {k: v.to(module.device) for k, v in split.items()}
+        ).cpu()  # the batch: some predictors read archs/support
     finally:
         module.train(was_training)
     family, container = module.family, module.container
-    named = list(zip(family.unflatten(pred, container).items(), family.unflatten(split["params"], container).values(),
-                     family.unflatten(split["mask"].to(pred.dtype), container).values()))[:max_tensors]
+    named = list(
+        zip(
+            family.unflatten(pred, container).items(),
+            family.unflatten(split["params"], container).values(),
+            family.unflatten(split["mask"].to(pred.dtype), container).values(),
+        )
+    )[:max_tensors]
     fig = Figure(figsize=(3.2 * len(named), 2.8), layout="constrained")
     axes = fig.subplots(1, len(named), squeeze=False)[0]
     for ax, ((name, p), t, m) in zip(axes, named):
         keep = m.bool()
         p, t = p[keep], t[keep]
         finite = torch.isfinite(p)
-        lo, hi = torch.quantile(torch.cat([p[finite], t]), torch.tensor([0.005, 0.995])).tolist() if len(t) else (0.0, 1.0)
+        lo, hi = (
+            torch.quantile(torch.cat([p[finite], t]), torch.tensor([0.005, 0.995])).tolist() if len(t) else (0.0, 1.0)
+        )
         bins = torch.linspace(lo, hi + 1e-12, 41).numpy()
         ax.hist(t.numpy(), bins=bins, alpha=0.55, label="trained", color="tab:blue")
         ax.hist(p[finite].numpy(), bins=bins, alpha=0.55, label="predicted", color="tab:orange")

@@ -72,8 +72,12 @@ def versions() -> dict[str, str]:
     import torch
 
     out = {
-        "python": sys.version.split()[0], "torch": torch.__version__, "pytorch_lightning": pytorch_lightning.__version__,
-        "hydra": hydra.__version__, "omegaconf": omegaconf.__version__, "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "pytorch_lightning": pytorch_lightning.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "numpy": numpy.__version__,
     }
     try:
         from importlib.metadata import version
@@ -117,12 +121,21 @@ def write_run_info(output_dir: Path, cfg: DictConfig, extra: dict[str, Any]) -> 
     ctx = hydra_context()
     import torch
 
-    info = {"git": git_info(), "versions": versions(), "command": sys.argv, "torch_threads": torch.get_num_threads(), **ctx, **extra}
+    info = {
+        "git": git_info(),
+        "versions": versions(),
+        "command": sys.argv,
+        "torch_threads": torch.get_num_threads(),
+        **ctx,
+        **extra,
+    }
     info["git_commit"] = info["git"]["commit"]
     if is_global_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-        atomic_write_bytes(output_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(ctx.get("overrides", []))).encode())
+        atomic_write_bytes(
+            output_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(ctx.get("overrides", []))).encode()
+        )
         atomic_write_json(output_dir / "run.json", info)
     return info
 
@@ -140,7 +153,9 @@ class RunIdentity(pl.Callback):
     def __init__(self, info: dict[str, Any]) -> None:
         self.info = info
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         from hyperpred.utils.wandb_run import wandb_logger
 
         wl = wandb_logger(trainer.loggers)

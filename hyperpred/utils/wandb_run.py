@@ -62,8 +62,11 @@ def record_provenance(loggers: Iterable[Any], info: dict[str, Any]) -> dict[str,
     run = wl.experiment  # starts the run (rank 0); a disabled run is a dummy that accepts everything
     zoo = info.get("zoo", {})
     provenance = {
-        "git_commit": info.get("git_commit"), "git_dirty": info.get("git", {}).get("dirty"),
-        "zoo_key": zoo.get("key"), "zoo_hash": zoo.get("content_hash"), "versions": info.get("versions"),
+        "git_commit": info.get("git_commit"),
+        "git_dirty": info.get("git", {}).get("dirty"),
+        "zoo_key": zoo.get("key"),
+        "zoo_hash": zoo.get("content_hash"),
+        "versions": info.get("versions"),
         "overrides": info.get("overrides", []),
     }
     run.config.update({"provenance": provenance}, allow_val_change=True)
@@ -71,7 +74,10 @@ def record_provenance(loggers: Iterable[Any], info: dict[str, Any]) -> dict[str,
         run.summary[key] = provenance[key]
     settings = getattr(run, "settings", None)
     return {
-        "id": getattr(run, "id", None), "name": getattr(run, "name", None), "group": getattr(run, "group", None),
-        "project": getattr(run, "project", None), "mode": getattr(settings, "mode", None) if settings is not None else None,
+        "id": getattr(run, "id", None),
+        "name": getattr(run, "name", None),
+        "group": getattr(run, "group", None),
+        "project": getattr(run, "project", None),
+        "mode": getattr(settings, "mode", None) if settings is not None else None,
         "dir": str(getattr(run, "dir", "") or ""),
     }

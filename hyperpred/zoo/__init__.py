@@ -5,6 +5,15 @@ from hyperpred.zoo.spec import FORMAT_VERSION, TrainRecipe, ZooSpec, stable_seed
 from hyperpred.zoo.training import TrainResult, per_target_loss, train_targets
 
 __all__ = [
-    "BuildStats", "Zoo", "ZooBuilder", "build_shard", "FORMAT_VERSION", "TrainRecipe", "ZooSpec",
-    "stable_seed", "TrainResult", "per_target_loss", "train_targets",
+    "BuildStats",
+    "Zoo",
+    "ZooBuilder",
+    "build_shard",
+    "FORMAT_VERSION",
+    "TrainRecipe",
+    "ZooSpec",
+    "stable_seed",
+    "TrainResult",
+    "per_target_loss",
+    "train_targets",
 ]

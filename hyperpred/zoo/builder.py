@@ -96,7 +96,12 @@ class BuildStats:
 def shared_init(family: TargetFamily, archs: Tensor, container: tuple[int, ...], seed: int) -> dict[str, Tensor]:
     """One fixed init per distinct architecture (seeded by the architecture), gathered per target."""
     unique, inverse = torch.unique(archs, dim=0, return_inverse=True)
-    per_arch = [family.init(u.unsqueeze(0), container, torch.Generator().manual_seed(stable_seed(seed, "init", tuple(u.tolist())))) for u in unique]
+    per_arch = [
+        family.init(
+            u.unsqueeze(0), container, torch.Generator().manual_seed(stable_seed(seed, "init", tuple(u.tolist())))
+        )
+        for u in unique
+    ]
     return {k: torch.cat([p[k] for p in per_arch])[inverse] for k in per_arch[0]}
 
 
@@ -124,8 +129,18 @@ def build_shard(
     else:
         init = family.init(archs, spec.container, g)
     result = train_targets(
-        family, task, archs, spec.container, init, batch.support_x, batch.support_y, spec.recipe, g,
-        strategy=strategy, device=device, on_progress=on_progress,
+        family,
+        task,
+        archs,
+        spec.container,
+        init,
+        batch.support_x,
+        batch.support_y,
+        spec.recipe,
+        g,
+        strategy=strategy,
+        device=device,
+        on_progress=on_progress,
     )
     with torch.no_grad():
         query_loss = per_target_loss(family, task, result.params, archs, spec.container, batch.query_x, batch.query_y)
@@ -145,8 +160,13 @@ def build_shard(
         **{k: v for k, v in batch.as_dict().items()},
     }
     record = {
-        "index": index, "start": start, "stop": stop, "key": spec.key, "format_version": FORMAT_VERSION,
-        "diverged": int((~finite).sum()), "strategy": result.strategy,
+        "index": index,
+        "start": start,
+        "stop": stop,
+        "key": spec.key,
+        "format_version": FORMAT_VERSION,
+        "diverged": int((~finite).sum()),
+        "strategy": result.strategy,
     }
     return tensors, record
 
@@ -193,7 +213,9 @@ class ZooBuilder:
         out = sorted(set(int(i) for i in shards))
         bad = [i for i in out if not 0 <= i < self.spec.num_shards]
         if bad:
-            raise ValueError(f"shard indices {bad} out of range: zoo {self.folder.name} has {self.spec.num_shards} shards")
+            raise ValueError(
+                f"shard indices {bad} out of range: zoo {self.folder.name} has {self.spec.num_shards} shards"
+            )
         return out
 
     def _build_one(self, index: int, wait: bool, stats: BuildStats, advance: Callable[[int], None]) -> bool:
@@ -216,7 +238,13 @@ class ZooBuilder:
             (self.folder / record_name(index)).unlink(missing_ok=True)  # no record may vouch for what we rewrite
             t0 = time.perf_counter()
             tensors, record = build_shard(
-                self.family, self.task, self.spec, index, strategy=self.strategy, device=self.device, on_progress=advance
+                self.family,
+                self.task,
+                self.spec,
+                index,
+                strategy=self.strategy,
+                device=self.device,
+                on_progress=advance,
             )
             write_shard(self.folder, index, tensors, record)
             del tensors
@@ -226,7 +254,12 @@ class ZooBuilder:
             seconds = time.perf_counter() - t0
             log.info(
                 "Trained shard %d/%d (%d targets, %s kernel) in %.2fs, %.0f targets/s",
-                index + 1, self.spec.num_shards, stop - start, record["strategy"], seconds, (stop - start) / max(seconds, 1e-9),
+                index + 1,
+                self.spec.num_shards,
+                stop - start,
+                record["strategy"],
+                seconds,
+                (stop - start) / max(seconds, 1e-9),
             )
         finally:
             lock.release()
@@ -256,7 +289,12 @@ class ZooBuilder:
         if todo:
             log.info(
                 "Zoo %s: building %d of %d shards (%d targets, %d at a time) in %s",
-                self.spec.key[:16], len(todo), len(wanted), total, workers, self.folder,
+                self.spec.key[:16],
+                len(todo),
+                len(wanted),
+                total,
+                workers,
+                self.folder,
             )
         label = f"{self.spec.family['name']}-{self.spec.task['name']} {self.spec.key[:8]}"
         with zoo_progress(self.progress and bool(todo), total, label) as advance:
@@ -298,11 +336,15 @@ class ZooBuilder:
         path = self.folder / MANIFEST
         manifest = read_json(path)
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise ZooFileError(f"{path}: zoo format version {manifest.get('format_version')!r}, this hyperpred reads {FORMAT_VERSION}")
+            raise ZooFileError(
+                f"{path}: zoo format version {manifest.get('format_version')!r}, this hyperpred reads {FORMAT_VERSION}"
+            )
         if manifest.get("key") != self.spec.key:
             raise ZooFileError(f"{path}: manifest key does not match the requested zoo {self.spec.key[:16]}")
         if len(manifest.get("shards", [])) != self.spec.num_shards:
-            raise ZooFileError(f"{path}: lists {len(manifest.get('shards', []))} shards, the zoo has {self.spec.num_shards}")
+            raise ZooFileError(
+                f"{path}: lists {len(manifest.get('shards', []))} shards, the zoo has {self.spec.num_shards}"
+            )
         return manifest
 
     def load(self) -> Zoo:
@@ -338,7 +380,12 @@ class ZooBuilder:
         if (self.folder / MANIFEST).exists():
             try:
                 zoo = self.load()
-                log.info("Zoo %s loaded from cache (%d targets, nothing trained): %s", self.spec.key[:16], len(zoo), self.folder)
+                log.info(
+                    "Zoo %s loaded from cache (%d targets, nothing trained): %s",
+                    self.spec.key[:16],
+                    len(zoo),
+                    self.folder,
+                )
                 return zoo, BuildStats(loaded_from_cache=True, seconds=time.perf_counter() - t0)
             except ZooFileError as e:
                 damaged = self._invalidate_damaged()
@@ -351,5 +398,7 @@ class ZooBuilder:
         stats.loaded_from_cache = stats.targets_trained == 0  # every shard was on disk already
         if stats.targets_trained:
             rate = stats.targets_trained / max(stats.seconds, 1e-9)
-            log.info("Zoo built: %d targets trained in %.1fs (%.0f targets/s)", stats.targets_trained, stats.seconds, rate)
+            log.info(
+                "Zoo built: %d targets trained in %.1fs (%.0f targets/s)", stats.targets_trained, stats.seconds, rate
+            )
         return zoo, stats

@@ -65,21 +65,43 @@ def build_zoo(cfg: DictConfig) -> Path:
     mine = shard_slice(builder.spec.num_shards, index, jobs)
     log.info(
         "Zoo %s: job %d of %d builds %d of its %d shards -> %s",
-        builder.spec.key[:16], index, jobs, len(mine), builder.spec.num_shards, builder.folder,
+        builder.spec.key[:16],
+        index,
+        jobs,
+        len(mine),
+        builder.spec.num_shards,
+        builder.folder,
     )
     stats = builder.build(mine)
     manifest = builder.assemble_manifest()
     if manifest is not None:
-        log.info("Zoo complete (%d targets, %d diverged): manifest written", manifest["num_targets"], manifest["num_diverged"])
+        log.info(
+            "Zoo complete (%d targets, %d diverged): manifest written",
+            manifest["num_targets"],
+            manifest["num_diverged"],
+        )
     else:
-        log.info("Shards %s are still missing (other jobs); the last job or the next reader writes the manifest", builder.missing_shards())
-    log.info("This job trained %d targets in %.1fs (shards %s)", stats.targets_trained, stats.seconds, stats.shards_trained)
+        log.info(
+            "Shards %s are still missing (other jobs); the last job or the next reader writes the manifest",
+            builder.missing_shards(),
+        )
+    log.info(
+        "This job trained %d targets in %.1fs (shards %s)", stats.targets_trained, stats.seconds, stats.shards_trained
+    )
     out = Path(cfg.paths.output_dir)
-    atomic_write_json(out / JOB_FILE, {
-        "folder": str(builder.folder.resolve()), "key": builder.spec.key, "num_shards": builder.spec.num_shards,
-        "shards": mine, "shards_trained": stats.shards_trained, "targets_trained": stats.targets_trained,
-        "seconds": round(stats.seconds, 3), "complete": manifest is not None,
-    })
+    atomic_write_json(
+        out / JOB_FILE,
+        {
+            "folder": str(builder.folder.resolve()),
+            "key": builder.spec.key,
+            "num_shards": builder.spec.num_shards,
+            "shards": mine,
+            "shards_trained": stats.shards_trained,
+            "targets_trained": stats.targets_trained,
+            "seconds": round(stats.seconds, 3),
+            "complete": manifest is not None,
+        },
+    )
     return builder.folder
 
 
@@ -104,7 +126,10 @@ class ZooSweepCallback(Callback):
             else:
                 done = len(list(Path(folder).glob("shard-*.json")))
                 log.warning(
-                    "Zoo incomplete (%d of %d shards; a job failed?): rerun the same command to finish %s", done, num_shards, folder
+                    "Zoo incomplete (%d of %d shards; a job failed?): rerun the same command to finish %s",
+                    done,
+                    num_shards,
+                    folder,
                 )
         for folder in folders:
             print(folder, flush=True)

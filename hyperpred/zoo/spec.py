@@ -34,7 +34,9 @@ class TrainRecipe:
             raise ConfigError(f"zoo.steps must be an integer >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ConfigError(f"zoo.lr must be > 0, got {self.lr!r}")
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0):
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0
+        ):
             raise ConfigError(f"zoo.batch_size must be a positive integer or null, got {self.batch_size!r}")
 
 

@@ -34,8 +34,16 @@ os.umask(_UMASK)
 _READ_BLOCK = 16 * 2**20
 #: torch dtype → safetensors dtype tag.
 SAFETENSORS_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
 }
 
 
@@ -120,7 +128,11 @@ def safetensors_parts(tensors: dict[str, torch.Tensor]) -> list[bytes | memoryvi
         if t.dtype not in SAFETENSORS_DTYPES:
             raise TypeError(f"tensor '{name}' has dtype {t.dtype}, which zoo shards do not store")
         view = memoryview(t.reshape(-1).view(torch.uint8).numpy())
-        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + view.nbytes]}
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + view.nbytes],
+        }
         views.append(view)
         offset += view.nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()

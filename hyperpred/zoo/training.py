@@ -44,7 +44,12 @@ def per_target_loss(
 
 
 def chunk_size(
-    kernel: type[Kernel], family: TargetFamily, container: Sequence[int], n: int, total: int, device: torch.device | None = None
+    kernel: type[Kernel],
+    family: TargetFamily,
+    container: Sequence[int],
+    n: int,
+    total: int,
+    device: torch.device | None = None,
 ) -> int:
     """How many targets train together: as many as fit the kernel's budget, at least one.
 
@@ -97,7 +102,9 @@ def train_targets(
         for start in range(0, total, size):
             stop = min(total, start + size)
             params = flat[start:stop].to(dev, copy=True)
-            kernel = kernel_cls(family, task, archs[start:stop].to(dev), container, x[start:stop].to(dev), y[start:stop].to(dev), batch)
+            kernel = kernel_cls(
+                family, task, archs[start:stop].to(dev), container, x[start:stop].to(dev), y[start:stop].to(dev), batch
+            )
             adam, grad = BatchedAdam(params, recipe.lr), torch.empty_like(params)
             for step in range(recipe.steps):
                 rows = None if batch is None else minibatch_rows(base_seed, step, total, n, batch)[start:stop].to(dev)

@@ -49,7 +49,11 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 
 def select_kernel(
-    family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device | str | None = "cpu", strategy: str = "auto"
+    family: TargetFamily,
+    task: Task,
+    recipe: TrainRecipe,
+    device: torch.device | str | None = "cpu",
+    strategy: str = "auto",
 ) -> type[Kernel]:
     """The kernel to train with: ``strategy`` by name, or the first supported one in preference order."""
     device = resolve_device(device)
@@ -69,6 +73,16 @@ def select_kernel(
 
 
 __all__ = [
-    "Kernel", "KERNELS", "PREFERENCE", "AffineDirectKernel", "AffineGramKernel", "AutogradKernel", "MLPClosedFormKernel",
-    "is_plain_mse", "output_grad_", "register_kernel", "resolve_device", "select_kernel",
+    "Kernel",
+    "KERNELS",
+    "PREFERENCE",
+    "AffineDirectKernel",
+    "AffineGramKernel",
+    "AutogradKernel",
+    "MLPClosedFormKernel",
+    "is_plain_mse",
+    "output_grad_",
+    "register_kernel",
+    "resolve_device",
+    "select_kernel",
 ]

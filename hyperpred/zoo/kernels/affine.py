@@ -95,7 +95,14 @@ def affine_layout(family: TargetFamily, container: Sequence[int]) -> AffineLayou
 
 class _AffineKernel(Kernel):
     def __init__(
-        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+        self,
+        family: TargetFamily,
+        task: Task,
+        archs: Tensor,
+        container: Sequence[int],
+        x: Tensor,
+        y: Tensor,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(family, task, archs, container, x, y, batch_size)
         layout = affine_layout(family, container)
@@ -132,7 +139,14 @@ class AffineDirectKernel(_AffineKernel):
     chunk_bytes = 8 * 2**20
 
     def __init__(
-        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+        self,
+        family: TargetFamily,
+        task: Task,
+        archs: Tensor,
+        container: Sequence[int],
+        x: Tensor,
+        y: Tensor,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(family, task, archs, container, x, y, batch_size)
         u = self.layout.design(x)  # [c, n, F, L0]
@@ -159,7 +173,9 @@ class AffineDirectKernel(_AffineKernel):
         if rows is None:
             return self.t.view(c, self.out_units, -1)
         m = rows.shape[1]
-        return self.t.gather(2, rows.view(c, 1, m, 1).expand(-1, self.out_units, -1, self.positions)).view(c, self.out_units, -1)
+        return self.t.gather(2, rows.view(c, 1, m, 1).expand(-1, self.out_units, -1, self.positions)).view(
+            c, self.out_units, -1
+        )
 
     def _forward(self, params: Tensor, ua: Tensor, targets: Tensor | None = None) -> Tensor:
         """``Wa Ua`` — or, given the targets, the residual ``Wa Ua − T`` in the same GEMM."""
@@ -214,7 +230,14 @@ class AffineGramKernel(_AffineKernel):
     name = "affine_gram"
 
     def __init__(
-        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+        self,
+        family: TargetFamily,
+        task: Task,
+        archs: Tensor,
+        container: Sequence[int],
+        x: Tensor,
+        y: Tensor,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(family, task, archs, container, x, y, batch_size)
         _, n = x.shape[:2]

@@ -65,7 +65,14 @@ class Kernel(ABC):
     chunk_bytes: int = 64 * 2**20
 
     def __init__(
-        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+        self,
+        family: TargetFamily,
+        task: Task,
+        archs: Tensor,
+        container: Sequence[int],
+        x: Tensor,
+        y: Tensor,
+        batch_size: int | None = None,
     ) -> None:
         self.family, self.task, self.archs, self.container = family, task, archs, tuple(container)
         self.x, self.y = x, y

@@ -44,7 +44,14 @@ class MLPClosedFormKernel(Kernel):
     name = "mlp_closed"
 
     def __init__(
-        self, family: TargetFamily, task: Task, archs: Tensor, container: Sequence[int], x: Tensor, y: Tensor, batch_size: int | None = None
+        self,
+        family: TargetFamily,
+        task: Task,
+        archs: Tensor,
+        container: Sequence[int],
+        x: Tensor,
+        y: Tensor,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(family, task, archs, container, x, y, batch_size)
         self.hidden = container[0]
