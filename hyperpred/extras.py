@@ -126,7 +126,9 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, order: Seque
     tree = Tree("config", style="bold", guide_style="dim")
     for key in [k for k in order if k in cfg] + [k for k in cfg if k not in order]:
         branch = tree.add(str(key), style="bold", guide_style="dim")
-        branch.add(Syntax(_as_yaml(cfg, str(key)), "yaml", theme="ansi_dark", background_color="default"))
+        branch.add(
+            Syntax(_as_yaml(cfg, str(key)), "yaml", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
     console = Console(record=True)
     console.print(tree)
     text = console.export_text()
