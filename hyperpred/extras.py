@@ -43,8 +43,7 @@ TREE_ORDER = ("task_name", "tags", "seed", "experiment", "target", "task", "feat
 
 def apply_extras(cfg: DictConfig) -> None:
     """Apply ``cfg.extras`` (any missing flag counts as off); check ``WANDB_MODE`` in every case."""
-    check_wandb_mode(cfg)
-    check_choices(cfg)
+    check_before_run(cfg)
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         silence_known_warnings()
@@ -56,6 +55,12 @@ def apply_extras(cfg: DictConfig) -> None:
         if is_global_zero():  # DDP ranks started by re-running the command line print nothing
             out = cfg.get("paths", {}).get("output_dir")
             print_config_tree(cfg, save_to=Path(out) / "config_tree.log" if out else None)
+
+
+def check_before_run(cfg: DictConfig) -> None:
+    """The checks of every run, with or without extras: ``WANDB_MODE``, loggers' packages, callback needs."""
+    check_wandb_mode(cfg)
+    check_choices(cfg)
 
 
 #: Loggers whose package is an optional extra: config key -> (modules, any one of which will do; the pip extra).

@@ -260,3 +260,16 @@ def test_every_experiment_runs_under_fast_dev_run(tmp_path):
     overrides = [yaml.safe_load((p.parent / ".hydra" / "overrides.yaml").read_text()) for p in jobs]
     ran = sorted(o for job in overrides for o in job if o.startswith("experiment="))
     assert ran == [f"experiment={name}" for name in experiments]
+
+
+@pytest.mark.slow
+def test_an_experiment_that_is_a_sweep_runs_its_own_jobs_under_fast_dev_run(tmp_path):
+    """``experiment=feature_ablation`` is a multirun by itself (hydra.mode); one seed and loss: its 6 conditionings."""
+    zoo = ["++zoo.num_targets=96", "++zoo.shard_size=48", "++zoo.steps=5"]
+    args = ["experiment=feature_ablation", "++trainer.fast_dev_run=true", "seed=0", "loss=functional", *zoo]
+    proc = run_script("train.py", *args, cwd=tmp_path, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    jobs = sorted((tmp_path / "outputs" / "multiruns").rglob("metrics.json"))
+    overrides = [yaml.safe_load((p.parent / ".hydra" / "overrides.yaml").read_text()) for p in jobs]
+    conditionings = sorted(o.split("=")[1] for job in overrides for o in job if o.startswith("+conditioning="))
+    assert conditionings == sorted(["arch", "activation_stats", "gradient_stats", "set_encoder", "oracle", "noise"])

@@ -41,6 +41,10 @@ target:
 """
 
 
+def yaml_files(folder: Path) -> list[Path]:
+    return sorted(p.relative_to(folder) for p in folder.rglob("*.yaml"))
+
+
 def run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYPERPRED_ROOT")}
     env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1")
@@ -73,6 +77,7 @@ def test_console_commands_run_from_any_folder_with_a_user_config_dir(venv, tmp_p
     where = run([str(bin_dir / "python"), "-c", WHERE], work)
     module, conf = where.stdout.split()
     assert Path(module).is_relative_to(venv) and conf == "pkg://hyperpred.conf"
+    assert yaml_files(Path(module).parent / "conf") == yaml_files(ROOT / "conf")  # every config is shipped
 
     run([str(bin_dir / "hyperpred-train"), "--config-dir", "my_conf", "experiment=mine", *TINY], work)
     (run_dir,) = (work / "outputs" / "runs" / "train").iterdir()  # under the folder it started from
