@@ -44,6 +44,7 @@ TREE_ORDER = ("task_name", "tags", "seed", "experiment", "target", "task", "feat
 def apply_extras(cfg: DictConfig) -> None:
     """Apply ``cfg.extras`` (any missing flag counts as off); check ``WANDB_MODE`` in every case."""
     check_before_run(cfg)
+    apply_job_log_levels()
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         silence_known_warnings()
@@ -87,6 +88,22 @@ def check_choices(cfg: DictConfig) -> None:
                 f"callbacks.{name} (LearningRateMonitor) writes to a logger, and logger is none here: "
                 "choose logger=csv|tensorboard|wandb|mlflow, or drop the callback"
             )
+
+
+def apply_job_log_levels() -> None:
+    """Give the loggers named in ``hydra.job_logging.loggers`` their levels again, after importing Lightning.
+
+    Lightning sets its loggers to INFO when it is first imported, which in a console command happens
+    after Hydra configured logging: ``debug=default``'s DEBUG level for them would be lost.
+    """
+    import pytorch_lightning  # noqa: F401  (the import that resets the levels; later imports do not)
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    for name, conf in (OmegaConf.select(HydraConfig.get(), "job_logging.loggers") or {}).items():
+        if conf and conf.get("level"):
+            logging.getLogger(name).setLevel(conf.level)
 
 
 def silence_known_warnings(patterns: Iterable[str] = KNOWN_WARNINGS) -> None:
