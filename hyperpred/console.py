@@ -37,10 +37,12 @@ def _command(config_name: str, body: Callable[[DictConfig], Any]) -> Callable[[]
 
 def _train(cfg: DictConfig) -> float | None:
     from hyperpred.extras import apply_extras
+
+    run_entry(apply_extras, cfg)  # its checks come before Lightning is even imported
+
     from hyperpred.train import train
     from hyperpred.utils.run import optimized_value
 
-    run_entry(apply_extras, cfg)
     metrics = run_entry(train, cfg)
     return run_entry(lambda c: optimized_value(c, metrics), cfg)  # what a sweeper (hparams_search=optuna) optimizes
 
@@ -53,9 +55,11 @@ def _evaluate(cfg: DictConfig) -> None:
 
 def _build_zoo(cfg: DictConfig) -> None:
     from hyperpred.extras import apply_extras
-    from hyperpred.zoo.jobs import build_zoo
 
     run_entry(apply_extras, cfg)
+
+    from hyperpred.zoo.jobs import build_zoo
+
     print(run_entry(build_zoo, cfg), flush=True)  # the last line printed is the zoo's folder
 
 

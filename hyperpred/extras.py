@@ -44,12 +44,12 @@ TREE_ORDER = ("task_name", "tags", "seed", "experiment", "target", "task", "feat
 def apply_extras(cfg: DictConfig) -> None:
     """Apply ``cfg.extras`` (any missing flag counts as off); check ``WANDB_MODE`` in every case."""
     check_before_run(cfg)
-    apply_job_log_levels()
     extras = cfg.get("extras") or {}
-    if extras.get("ignore_warnings"):
-        silence_known_warnings()
     if extras.get("enforce_tags"):
         enforce_tags(cfg.get("tags"), hydra_choices().get("experiment"))
+    apply_job_log_levels()
+    if extras.get("ignore_warnings"):
+        silence_known_warnings()
     if extras.get("print_config"):
         from hyperpred.utils.run import is_global_zero
 
