@@ -2,23 +2,10 @@
 
 ``-m zoo.shard_index=0,1 zoo.num_shards=2`` splits the build over jobs (a Hydra multirun, or a
 SLURM array with ``launcher=slurm``); ``scripts/train.py`` with the same overrides then loads the
-zoo without training it. The last line printed is the zoo's folder.
+zoo without training it. The last line printed is the zoo's folder. The same as ``hyperpred-build-zoo``.
 """
 
-from __future__ import annotations
-
-import hydra
-from omegaconf import DictConfig
-
-from hyperpred.cli import run_entry
-from hyperpred.zoo.jobs import build_zoo
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="build_zoo")
-def main(cfg: DictConfig) -> None:
-    folder = run_entry(build_zoo, cfg)
-    print(folder, flush=True)
-
+from hyperpred.console import build_zoo_command
 
 if __name__ == "__main__":
-    main()
+    build_zoo_command()
