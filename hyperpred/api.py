@@ -65,7 +65,8 @@ class Predictor:
         self.features = FeatureSet({name: instantiate(cfg) for name, cfg in (hp.get("features") or {}).items()}, ctx)
         if self.features.dim != hp["in_dim"]:
             raise ConfigError(
-                f"{source}: its features {self.features.dims} give {self.features.dim} values, the predictor takes {hp['in_dim']}"
+                f"{source}: its features {self.features.dims} give {self.features.dim} values, the predictor takes "
+                f"{hp['in_dim']}"
             )
         self.oracle_features = [name for name, f in self.features.features.items() if f.is_oracle]
         #: a width-agnostic predictor also answers for architectures wider than the training container
@@ -86,13 +87,15 @@ class Predictor:
             other = arch.pop("family", fam.name)
             if other != fam.name:
                 raise ConfigError(
-                    f"checkpoint {self.source} predicts targets of family '{fam.name}', not '{other}' (architecture {arch})"
+                    f"checkpoint {self.source} predicts targets of family '{fam.name}', not '{other}' (architecture "
+                    f"{arch})"
                 )
             if set(arch) != set(fam.arch_fields):
                 hint = _family_with_fields(set(arch))
                 hint = f": that is an architecture of family '{hint}'" if hint and hint != fam.name else ""
                 raise ConfigError(
-                    f"checkpoint {self.source} predicts targets of family '{fam.name}', whose architecture has the keys "
+                    f"checkpoint {self.source} predicts targets of family '{fam.name}', whose architecture has the "
+                    "keys "
                     f"{list(fam.arch_fields)}; got {arch}{hint}"
                 )
         try:
@@ -106,7 +109,8 @@ class Predictor:
                 )
             if value > limit and not self.width_agnostic:
                 raise ConfigError(
-                    f"checkpoint {self.source} predicts '{fam.name}' targets up to {fam.arch_to_dict(self.container)}; {field}={value} is larger"
+                    f"checkpoint {self.source} predicts '{fam.name}' targets up to "
+                    f"{fam.arch_to_dict(self.container)}; {field}={value} is larger"
                 )
         return parsed
 
@@ -141,11 +145,13 @@ class Predictor:
             sizes = sorted({p[0].shape[1] for p in parts})
             if len(sizes) > 1:
                 raise ConfigError(
-                    f"support: tasks of one batch need equally many samples, got {sizes}; predict them in separate calls"
+                    f"support: tasks of one batch need equally many samples, got {sizes}; predict them in separate "
+                    "calls"
                 )
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), True
         raise ConfigError(
-            "support must be a tuple (x, y) of arrays, a list of such tuples (one per task), or the path of an .npz/.csv file"
+            "support must be a tuple (x, y) of arrays, a list of such tuples (one per task), or the path of an "
+            ".npz/.csv file"
         )
 
     def _shape(self, x: Any, y: Any, archs: Sequence[Arch] | None, source: str) -> tuple[Tensor, Tensor, bool]:
@@ -181,7 +187,8 @@ class Predictor:
         if self.oracle_features:
             if descriptor is None:
                 raise ConfigError(
-                    f"checkpoint {self.source} uses the oracle feature(s) {self.oracle_features}: pass each task's true descriptor"
+                    f"checkpoint {self.source} uses the oracle feature(s) {self.oracle_features}: pass each task's "
+                    "true descriptor"
                 )
             batch["descriptor"] = descriptor
         features = self.features.compute({k: v.cpu() for k, v in batch.items()})
@@ -195,7 +202,8 @@ class Predictor:
         if self.family.output_shape(container) != self.family.output_shape(self.container):
             raise ConfigError(
                 f"checkpoint {self.source} predicts '{self.family.name}' targets with outputs "
-                f"{self.family.output_shape(self.container)}; the architectures need {self.family.output_shape(container)}"
+                f"{self.family.output_shape(self.container)}; the architectures need "
+                f"{self.family.output_shape(container)}"
             )
         x, y, batched = self.support_tensors(support, archs)
         archs = archs * x.shape[0] if len(archs) == 1 else archs
@@ -324,7 +332,8 @@ def predict_to_files(ckpt_path: str | Path, arch: ArchSpec, support: str | Path,
     x, y, batched = predictor.support_tensors(support, [parsed])
     if batched:
         raise ConfigError(
-            f"support file {support}: holds {x.shape[0]} tasks; scripts/predict.py writes one target, use the Python API for batches"
+            f"support file {support}: holds {x.shape[0]} tasks; scripts/predict.py writes one target, use the Python "
+            "API for batches"
         )
     model = predictor.materialize(parsed, support)
     fam = predictor.family

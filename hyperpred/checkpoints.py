@@ -34,7 +34,8 @@ def check_resume_checkpoint(path: str | Path, family: dict[str, Any], task: dict
         if found != wanted:
             group = "target.family" if key == "family" else "task"
             raise ConfigError(
-                f"ckpt_path={path}: the checkpoint was trained with {group} {_describe(found)}, this run has {_describe(wanted)}; "
+                f"ckpt_path={path}: the checkpoint was trained with {group} {_describe(found)}, this run has "
+                f"{_describe(wanted)}; "
                 "resume with the checkpoint's own config (its run folder has config_resolved.yaml)"
             )
 

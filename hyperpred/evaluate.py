@@ -37,7 +37,8 @@ def run_config_of(predictor: Predictor, cfg: DictConfig) -> DictConfig:
     stored = predictor.module.hparams.get("run_config")
     if not stored:
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path}: the checkpoint has no run_config (written by an older hyperpred); retrain, or evaluate with scripts/train.py"
+            f"ckpt_path={cfg.ckpt_path}: the checkpoint has no run_config (written by an older hyperpred); retrain, "
+            "or evaluate with scripts/train.py"
         )
     run_cfg = OmegaConf.create(stored)
     with open_dict(run_cfg):
@@ -128,13 +129,16 @@ def print_accuracy_and_timing(metrics: dict[str, float], splits: list[str]) -> N
         parts = []
         if "pred_accuracy" in m:
             parts.append(
-                f"accuracy pred {m['pred_accuracy']:.4f} | trained {m['trained_accuracy']:.4f} | zoo-mean {m['zoo_mean_accuracy']:.4f} "
+                f"accuracy pred {m['pred_accuracy']:.4f} | trained {m['trained_accuracy']:.4f} | zoo-mean "
+                f"{m['zoo_mean_accuracy']:.4f} "
                 f"| init {m['init_accuracy']:.4f} | ratio pred/trained {m['accuracy_ratio']:.4f}"
             )
         if "predict_seconds" in m:
             parts.append(
-                f"time for {int(m['num_tasks'])} tasks: predict {m['predict_seconds']:.4f}s, train ({int(m['train_steps'])} Adam steps) "
-                f"{m['train_seconds']:.3f}s ({m['speedup']:.0f}x); one task: predict {m['predict_one_seconds'] * 1e3:.2f} ms, "
+                f"time for {int(m['num_tasks'])} tasks: predict {m['predict_seconds']:.4f}s, train "
+                f"({int(m['train_steps'])} Adam steps) "
+                f"{m['train_seconds']:.3f}s ({m['speedup']:.0f}x); one task: predict "
+                f"{m['predict_one_seconds'] * 1e3:.2f} ms, "
                 f"train {m['train_one_seconds'] * 1e3:.1f} ms ({m['one_speedup']:.0f}x)"
             )
         for line in parts:

@@ -40,7 +40,8 @@ class Parts:
 def _instantiate(node: Any, key: str) -> Any:
     if not isinstance(node, (DictConfig, Mapping)) or "_target_" not in node:
         raise ConfigError(
-            f"{key} must be a config with a _target_, got {OmegaConf.to_container(node) if isinstance(node, DictConfig) else node!r}"
+            f"{key} must be a config with a _target_, got "
+            f"{OmegaConf.to_container(node) if isinstance(node, DictConfig) else node!r}"
         )
     try:
         return instantiate(node)
@@ -121,7 +122,8 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
     overlap = sorted(set(archs) & set(unseen))
     if overlap:
         raise ConfigError(
-            f"target.unseen_archs overlaps target.archs at {[family.arch_to_dict(a) for a in overlap]}: an unseen architecture must not be trained on"
+            f"target.unseen_archs overlaps target.archs at {[family.arch_to_dict(a) for a in overlap]}: an unseen "
+            "architecture must not be trained on"
         )
     try:
         container = family.container(archs + unseen)
@@ -133,7 +135,8 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
     probe = _archs(family, [cfg.target.probe_arch], "target.probe_arch")[0] if cfg.target.get("probe_arch") else None
     if probe is not None and family.output_shape(probe) != family.output_shape(container):
         raise ConfigError(
-            f"target.probe_arch {family.arch_to_dict(probe)} must have the same outputs as the data {family.output_shape(container)}"
+            f"target.probe_arch {family.arch_to_dict(probe)} must have the same outputs as the data "
+            f"{family.output_shape(container)}"
         )
     z = cfg.zoo
     try:
@@ -153,7 +156,8 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
         raise ConfigError(str(e)) from None
     if spec.num_targets > z.get("max_targets", spec.num_targets):
         raise ConfigError(
-            f"zoo.num_targets={spec.num_targets} exceeds zoo.max_targets={z.max_targets}; raise zoo.max_targets if you mean it"
+            f"zoo.num_targets={spec.num_targets} exceeds zoo.max_targets={z.max_targets}; raise zoo.max_targets if "
+            "you mean it"
         )
     ctx = FeatureContext.create(family, task, container, probe, int(cfg.target.get("probe_seed", 0)))
     features = build_features(cfg, ctx)

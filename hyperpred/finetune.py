@@ -39,7 +39,8 @@ def finetune_steps(
     check_every: int = 1,
     seed: int = 0,
 ) -> Tensor:
-    """``[B]`` first step at which each target's query loss ≤ ``threshold`` (0: already there; inf: not within ``max_steps``).
+    """``[B]`` first step at which each target's query loss ≤ ``threshold`` (0: already there; inf: not within "
+        "``max_steps``).
 
     The query loss is checked every ``check_every`` steps (and at the last): a count is a multiple
     of it and never lower than the exact one (a dip below the threshold between two checks that

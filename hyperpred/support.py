@@ -34,7 +34,8 @@ def read_support_file(path: str | Path, y_columns: int) -> tuple[np.ndarray, np.
                 missing = [k for k in ("x", "y") if k not in data.files]
                 if missing:
                     raise ConfigError(
-                        f"support file {path}: missing array(s) {missing}; it has {sorted(data.files)} (needs 'x' and 'y')"
+                        f"support file {path}: missing array(s) {missing}; it has {sorted(data.files)} (needs 'x' and "
+                        "'y')"
                     )
                 return np.asarray(data["x"]), np.asarray(data["y"])
         except (OSError, ValueError) as e:
@@ -44,7 +45,8 @@ def read_support_file(path: str | Path, y_columns: int) -> tuple[np.ndarray, np.
     table = _read_csv(path)
     if table.shape[1] <= y_columns:
         raise ConfigError(
-            f"support file {path}: {table.shape[1]} columns, but a row needs the input values and {y_columns} output column(s)"
+            f"support file {path}: {table.shape[1]} columns, but a row needs the input values and {y_columns} output "
+            "column(s)"
         )
     y = table[:, -y_columns:]
     return table[:, :-y_columns], y[:, 0] if y_columns == 1 else y
@@ -82,7 +84,8 @@ def check_finite(name: str, values: Tensor, lead_dims: int, source: str) -> None
         samples = torch.nonzero(per_sample)[:, -1].unique().tolist()
         kind = "NaN" if torch.isnan(values).any() else "infinite"
         raise ConfigError(
-            f"{source}: {int(bad.sum())} {kind} value(s) in {name} (samples {samples[:5]}{' ...' if len(samples) > 5 else ''})"
+            f"{source}: {int(bad.sum())} {kind} value(s) in {name} (samples "
+            f"{samples[:5]}{' ...' if len(samples) > 5 else ''})"
         )
 
 
@@ -99,7 +102,8 @@ def to_tensor(name: str, values: object, source: str) -> Tensor:
 
 
 def shape_inputs(x: Tensor, in_shape: Sequence[int], source: str) -> tuple[Tensor, bool]:
-    """``x`` as ``[B, n, *in_shape]``, and whether it came batched; accepts ``[n, ...]`` (one task) and flattened inputs."""
+    """``x`` as ``[B, n, *in_shape]``, and whether it came batched; accepts ``[n, ...]`` (one task) and flattened "
+    "inputs."""
     in_shape = tuple(in_shape)
     size = math.prod(in_shape)
     if x.dim() >= len(in_shape) + 1 and tuple(x.shape[x.dim() - len(in_shape) :]) == in_shape:
@@ -108,7 +112,8 @@ def shape_inputs(x: Tensor, in_shape: Sequence[int], source: str) -> tuple[Tenso
         lead = x.shape[:-1]
     else:
         raise ConfigError(
-            f"{source}: x has shape {tuple(x.shape)}, but the architecture takes inputs of shape {in_shape} ({size} values per sample)"
+            f"{source}: x has shape {tuple(x.shape)}, but the architecture takes inputs of shape {in_shape} ({size} "
+            "values per sample)"
         )
     if len(lead) not in (1, 2):
         raise ConfigError(
@@ -149,7 +154,8 @@ def shape_targets(
             task, sample = (int(i) for i in torch.nonzero(wrong)[0])
             kk = int(k[task, 0])
             raise ConfigError(
-                f"{source}: class label {int(labels[task, sample])} (sample {sample}) is outside 0..{kk - 1} for the architecture's {kk} classes"
+                f"{source}: class label {int(labels[task, sample])} (sample {sample}) is outside 0..{kk - 1} for the "
+                f"architecture's {kk} classes"
             )
         return torch.nn.functional.one_hot(labels, container_out[0]).to(torch.get_default_dtype())
     shapes = {tuple(s) for s in out_shapes}

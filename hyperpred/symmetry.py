@@ -44,7 +44,8 @@ def unit_key(layout: UnitLayout, params: Params, key: str) -> Tensor:
         biases = [t for t in incoming if params[t.name].dim() == 2]
         if len(weights) != 1 or len(biases) != 1 or weights[0].per_unit != 1:
             raise ConfigError(
-                f"symmetry key 'hinge' needs one scalar incoming weight and one bias per unit (family '{layout.family.name}'); use incoming_norm or outgoing"
+                "symmetry key 'hinge' needs one scalar incoming weight and one bias per unit (family "
+                f"'{layout.family.name}'); use incoming_norm or outgoing"
             )
         w = units[weights[0].name][..., 0]
         b = units[biases[0].name][..., 0]
@@ -94,7 +95,8 @@ def canonicalize(
     layout = UnitLayout(family, container, width_field)
     if not layout.hidden:
         raise ConfigError(
-            f"family '{family.name}': its '{layout.width_field}' units are outputs, not hidden units; they have no permutation symmetry to canonicalize"
+            f"family '{family.name}': its '{layout.width_field}' units are outputs, not hidden units; they have no "
+            "permutation symmetry to canonicalize"
         )
     return permute_units(layout, params, canonical_permutation(layout, params, archs, key))
 

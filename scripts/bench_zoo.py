@@ -196,7 +196,8 @@ def main() -> None:
         "--rows",
         choices=("auto", "extra", "all"),
         default="extra",
-        help="auto: the builder's own kernel per family; extra: plus mlp autograd and conv affine_direct; all: every kernel",
+        help="auto: the builder's own kernel per family; extra: plus mlp autograd and conv affine_direct; all: every "
+        "kernel",
     )
     parser.add_argument(
         "--floor", action="store_true", help="also train the mlp seed loop on shuffled samples: float32's own spread"
@@ -219,7 +220,8 @@ def main() -> None:
     if accel is not None:
         name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
         print(
-            f"{name} matmul (8192² fp32 GEMM, TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}): {accel:.1f} GFLOP/s"
+            f"{name} matmul (8192² fp32 GEMM, TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}): "
+            f"{accel:.1f} GFLOP/s"
         )
     header = (
         "| family | kernel | N | seed loop targets/s | builder targets/s | speedup | max abs Δ final loss "

@@ -43,7 +43,10 @@ def ex1_scalar_output() -> str:
         warnings.simplefilter("always")
         nn.functional.mse_loss(torch.zeros(1), label)
         best = nn.functional.mse_loss(label.mean().expand(1), label).item()
-    return f"label has {label.numel()} values, prediction 1; broadcast warning: {bool(caught)}; best possible loss {best:.3f} = label variance {label.var(unbiased=False).item():.3f}"
+    return (
+        f"label has {label.numel()} values, prediction 1; broadcast warning: {bool(caught)}; best possible loss "
+        f"{best:.3f} = label variance {label.var(unbiased=False).item():.3f}"
+    )
 
 
 def ex2_first_layer_size() -> str:
@@ -68,7 +71,10 @@ def ex3_defects() -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         std_one = torch.std(layer(torch.randn(1, 10)), dim=0)
-    return f"predictor outputs 50, label has {n_label}; target {tuple(target.shape)} broadcast to {tuple(out.shape)}: {same}; test std over 1 sample: {std_one[0].item()}"
+    return (
+        f"predictor outputs 50, label has {n_label}; target {tuple(target.shape)} broadcast to {tuple(out.shape)}: "
+        f"{same}; test std over 1 sample: {std_one[0].item()}"
+    )
 
 
 def sinsum_linear_fit(d: int = 10, n: int = 200_000) -> str:
@@ -82,7 +88,10 @@ def sinsum_linear_fit(d: int = 10, n: int = 200_000) -> str:
         w = torch.linalg.lstsq(xb, y).solution
         return 1 - (xb @ w - y).var().item() / y.var().item()
 
-    return f"R² of the best linear fit: {r2(1.0):.5f} with x~N(0,1) (the seed), {r2(1 / math.sqrt(d)):.3f} with x~N(0,1/d) (task=sinsum)"
+    return (
+        f"R² of the best linear fit: {r2(1.0):.5f} with x~N(0,1) (the seed), {r2(1 / math.sqrt(d)):.3f} with "
+        "x~N(0,1/d) (task=sinsum)"
+    )
 
 
 def teacher_labels_are_noise(n: int = 512, hidden: int = 8) -> str:
@@ -99,7 +108,10 @@ def teacher_labels_are_noise(n: int = 512, hidden: int = 8) -> str:
     flat = family.flatten(trained.params)
     mean_mse = (flat - flat.mean(0)).square().mean().item()
     moved = (flat - family.flatten(init)).square().mean().item()
-    return f"H={hidden}: mean-weight MSE (best width-only prediction) {mean_mse:.3f}; weights moved only {moved:.4f} (MSE) from their random init in 100 steps"
+    return (
+        f"H={hidden}: mean-weight MSE (best width-only prediction) {mean_mse:.3f}; weights moved only {moved:.4f} "
+        "(MSE) from their random init in 100 steps"
+    )
 
 
 CHECKS = {

@@ -315,7 +315,8 @@ def _markdown_table() -> str:  # pragma: no cover - documentation helper
             w for line in msg.splitlines() if not line.startswith("Set the environment variable") for w in line.split()
         )
         rows.append(
-            f"| {case.what} | `{' '.join(case.overrides)}` | {msg.replace('|', '/')} | `test_bad_config_is_refused_with_a_message_naming_it[{case.id}]` |"
+            f"| {case.what} | `{' '.join(case.overrides)}` | {msg.replace('|', '/')} | "
+            f"`test_bad_config_is_refused_with_a_message_naming_it[{case.id}]` |"
         )
     return "\n".join(rows)
 

@@ -179,7 +179,8 @@ class ZooDataModule(pl.LightningDataModule):
             n_val = int(ends[min(int(torch.searchsorted(ends, n_test + n_val)), len(ends) - 1)]) - n_test
             if n_val < 1 or len(seen) - n_test - n_val < 1:
                 raise ConfigError(
-                    f"only {len(uniq)} task groups: too few to split into train/val/test by group; lower data.val_fraction/data.test_fraction"
+                    f"only {len(uniq)} task groups: too few to split into train/val/test by group; lower "
+                    "data.val_fraction/data.test_fraction"
                 )
             log.info("Split by task group: %d groups, test=%d rows, val=%d rows", len(uniq), n_test, n_val)
         if len(seen) - n_test - n_val < 1:

@@ -30,7 +30,8 @@ class NonFiniteGuard(pl.Callback):
         trainer.save_checkpoint(path)
         raise NonFiniteTrainingError(
             f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step}: training stopped. "
-            f"The last good state is saved in {path}; lower optimizer.lr or check the features, then resume with ckpt_path={path}"
+            f"The last good state is saved in {path}; lower optimizer.lr or check the features, then resume with "
+            f"ckpt_path={path}"
         )
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:

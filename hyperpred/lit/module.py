@@ -69,14 +69,16 @@ class WeightPredictionModule(pl.LightningModule):
         if self.objective.width_augment:
             if not getattr(self.predictor, "width_agnostic", False):
                 raise ConfigError(
-                    f"loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not {type(self.predictor).__name__}"
+                    "loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not "
+                    f"{type(self.predictor).__name__}"
                 )
             arch_features = [
                 k for k, v in (features or {}).items() if str(v.get("_target_", "")).endswith("ArchFeature")
             ]
             if arch_features:
                 raise ConfigError(
-                    f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that feature"
+                    f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that "
+                    "feature"
                 )
         self.test_split_names: list[str] = ["test"]
         self._test_outputs: dict[int, list[dict[str, Tensor]]] = {}
@@ -106,7 +108,8 @@ class WeightPredictionModule(pl.LightningModule):
             getattr(self.predictor, "needs_support", False) or getattr(self.predictor, "width_agnostic", False)
         ):
             raise ConfigError(
-                f"predictor {type(self.predictor).__name__} reads the batch (archs, support_x, support_y): call module(features, batch)"
+                f"predictor {type(self.predictor).__name__} reads the batch (archs, support_x, support_y): call "
+                "module(features, batch)"
             )
         z = (features - self.feature_mean) / self.feature_std
         out = self.predictor(z, batch, container)
@@ -114,7 +117,8 @@ class WeightPredictionModule(pl.LightningModule):
             return out
         if container != self.container:
             raise ConfigError(
-                f"predictor {type(self.predictor).__name__} predicts only the training container {self.container}, not {container}; use a width-agnostic predictor"
+                f"predictor {type(self.predictor).__name__} predicts only the training container {self.container}, "
+                f"not {container}; use a width-agnostic predictor"
             )
         return self.param_mean + self.param_std * out
 

@@ -87,7 +87,8 @@ class SetEncoder(nn.Module):
         y = y.reshape(b, n, -1).to(x.dtype)
         if x.shape[-1] != self.x_dim or y.shape[-1] != self.y_dim:
             raise ValueError(
-                f"set encoder built for x with {self.x_dim} and y with {self.y_dim} values per sample, got {x.shape[-1]} and {y.shape[-1]}"
+                f"set encoder built for x with {self.x_dim} and y with {self.y_dim} values per sample, got "
+                f"{x.shape[-1]} and {y.shape[-1]}"
             )
         x = (x - self.x_mean) / self.x_std
         y = (y - self.y_mean) / self.y_std

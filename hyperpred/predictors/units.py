@@ -41,12 +41,14 @@ class UnitLayout:
             free = [f for f in fields if f not in family.fixed_fields]
             if len(free) != 1:
                 raise ConfigError(
-                    f"family '{family.name}' has the free architecture fields {free}: set predictor.width_field to one of them"
+                    f"family '{family.name}' has the free architecture fields {free}: set predictor.width_field to "
+                    "one of them"
                 )
             width_field = free[0]
         if width_field not in fields:
             raise ConfigError(
-                f"predictor.width_field={width_field!r} is not an architecture field of family '{family.name}' {list(fields)}"
+                f"predictor.width_field={width_field!r} is not an architecture field of family '{family.name}' "
+                f"{list(fields)}"
             )
         if width_field in family.fixed_fields:
             raise ConfigError(
@@ -64,7 +66,8 @@ class UnitLayout:
             axes = [a for a, (p, q) in enumerate(zip(shape, s1[name])) if p != q]
             if len(axes) > 1:
                 raise ConfigError(
-                    f"family '{family.name}': parameter '{name}' grows along several axes with {width_field}; the width-agnostic decoder needs one"
+                    f"family '{family.name}': parameter '{name}' grows along several axes with {width_field}; the "
+                    "width-agnostic decoder needs one"
                 )
             axis = axes[0] if axes else None
             per_unit = math.prod(shape) // shape[axis] if axis is not None else math.prod(shape)
@@ -82,7 +85,8 @@ class UnitLayout:
         for i, (field, have, want) in enumerate(zip(self.family.arch_fields, container, self.container)):
             if i != self.index and have != want:
                 raise ConfigError(
-                    f"this predictor generates '{self.width_field}' at any size, but '{field}' must stay {want}; got {have}"
+                    f"this predictor generates '{self.width_field}' at any size, but '{field}' must stay {want}; got "
+                    f"{have}"
                 )
         return container
 

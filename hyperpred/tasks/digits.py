@@ -120,7 +120,10 @@ class DigitsTask(Task):
         for arch in archs:
             k = self._num_classes(family, arch)
             if not 2 <= k <= len(self.classes):
-                why = f"architecture {family.arch_to_dict(arch)} has {k} outputs; a digits task has 2..{len(self.classes)} classes (task.classes={self.classes})"
+                why = (
+                    f"architecture {family.arch_to_dict(arch)} has {k} outputs; a digits task has "
+                    f"2..{len(self.classes)} classes (task.classes={self.classes})"
+                )
                 raise self._incompatible(family, why)
             for key, n, pool in (
                 ("n_support", self.n_support, self.support_pool),
@@ -133,7 +136,8 @@ class DigitsTask(Task):
                 smallest = int(pool.counts[self.classes].min())
                 if -(-n // k) > smallest:
                     raise ConfigError(
-                        f"task.{key}={n} needs {-(-n // k)} images per class for {k} classes, but the pool has only {smallest} of some class"
+                        f"task.{key}={n} needs {-(-n // k)} images per class for {k} classes, but the pool has only "
+                        f"{smallest} of some class"
                     )
 
     def descriptor_dim(self, family: TargetFamily, container: Sequence[int]) -> int:

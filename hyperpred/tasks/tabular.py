@@ -89,11 +89,13 @@ class TabularTask(Task):
         self.support_x, self.support_y, self.query_x, self.query_y = x[s], y[s], x[q], y[q]
         if not self.bootstrap and n_support > len(s):
             raise ConfigError(
-                f"task.n_support={n_support} exceeds the {len(s)} support rows of '{dataset}'; lower it or set task.bootstrap=true"
+                f"task.n_support={n_support} exceeds the {len(s)} support rows of '{dataset}'; lower it or set "
+                "task.bootstrap=true"
             )
         if n_query > len(q):
             raise ConfigError(
-                f"task.n_query={n_query} exceeds the {len(q)} query rows of '{dataset}'; lower it or raise task.query_fraction"
+                f"task.n_query={n_query} exceeds the {len(q)} query rows of '{dataset}'; lower it or raise "
+                "task.query_fraction"
             )
 
     def check_compatible(self, family: TargetFamily, archs: Sequence[Sequence[int]]) -> None:
@@ -103,7 +105,8 @@ class TabularTask(Task):
                 what = "classes" if self.classification else "targets"
                 raise self._incompatible(
                     family,
-                    f"'{self.dataset}' has {self.num_features} features and {self.num_outputs} {what}, but architecture "
+                    f"'{self.dataset}' has {self.num_features} features and {self.num_outputs} {what}, but "
+                    "architecture "
                     f"{family.arch_to_dict(arch)} maps inputs of shape {in_shape} to outputs of shape {out_shape}",
                 )
 

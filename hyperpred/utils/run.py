@@ -187,7 +187,8 @@ def check_process_launch(trainer: pl.Trainer) -> None:
         return
     if HydraConfig.initialized() and HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN":
         raise ConfigError(
-            f"trainer with {trainer.world_size} processes inside a multirun: Lightning would start the other ranks by re-running "
+            f"trainer with {trainer.world_size} processes inside a multirun: Lightning would start the other ranks by "
+            "re-running "
             "the command line, i.e. the whole sweep. Run DDP sweeps with launcher=slurm "
             "(hydra.launcher.tasks_per_node = trainer.devices), or DDP runs one at a time without -m"
         )

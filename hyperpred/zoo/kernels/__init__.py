@@ -63,7 +63,8 @@ def select_kernel(
         cls = KERNELS[strategy]
         if not cls.supports(family, task, recipe, device):
             raise ConfigError(
-                f"zoo.strategy={strategy} cannot train target={family.name} on task={task.name} with this recipe; use zoo.strategy=auto"
+                f"zoo.strategy={strategy} cannot train target={family.name} on task={task.name} with this recipe; use "
+                "zoo.strategy=auto"
             )
         return cls
     for name in PREFERENCE.get(device.type, PREFERENCE["*"]):
