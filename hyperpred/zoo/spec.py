@@ -17,7 +17,8 @@ from hyperpred.errors import ConfigError
 #: Bump when the on-disk layout, the meaning of a stored tensor, or any kernel's float32 arithmetic
 #: changes (a zoo built before would differ in its last bits from a fresh one under the same key).
 #: 3: the MLP kernel performs autograd's own operations (bit-identical to a per-target loop).
-FORMAT_VERSION = 3
+#: 4: its first layer is one fused multiply-add (addcmul), as the BLAS's k=1 GEMM on AVX2/AVX-512.
+FORMAT_VERSION = 4
 INIT_MODES = ("shared", "random")
 
 
