@@ -153,7 +153,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_cfg = run_config_of(predictor, cfg)
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
-    parts = build_parts(run_cfg)
+    parts = build_parts(run_cfg, from_file=True)  # the run config was read from the checkpoint
     datamodule = ZooDataModule(
         parts.builder, parts.features, parts.unseen_archs, canonicalize=run_cfg.loss.get("canonicalize"), **run_cfg.data
     )

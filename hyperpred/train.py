@@ -11,13 +11,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hyperpred.checkpoints import check_resume_checkpoint
 from hyperpred.errors import ConfigError
 from hyperpred.evaluate import print_accuracy_and_timing
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
 from hyperpred.plots import prediction_grids
+from hyperpred.run.checkpoint import check_resume_checkpoint, read_identity
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
     RunIdentity,
@@ -25,7 +25,6 @@ from hyperpred.utils.run import (
     finish_wandb,
     instantiate_list,
     print_metrics_table,
-    read_checkpoint_identity,
     resolve_num_threads,
     update_run_info,
     write_metrics,
@@ -59,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     parts = build_parts(cfg)  # validates everything cheap; nothing trained yet
     if cfg.get("ckpt_path"):  # a truncated file or another family's checkpoint fails here, in one line
         check_resume_checkpoint(cfg.ckpt_path, family=_plain(cfg.target.family), task=_plain(cfg.task))
-    identity = read_checkpoint_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
+    identity = read_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
@@ -126,11 +125,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if wandb_info := record_provenance(loggers, info):
             update_run_info(output_dir, wandb=wandb_info)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # weights_only: Lightning reads the checkpoint as data, as our reader did (hyperpred.run.checkpoint)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         # trainer.test() resets callback_metrics: keep the last epoch's train/val values now
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics = dict(fit_metrics)
         metrics.update(module.test_metrics)
         metrics["zoo/seconds"] = zoo_info["seconds"]

@@ -124,7 +124,7 @@ def test_load_predictor_rejects_missing_and_foreign_files(tmp_path):
 
 
 def test_checkpoint_carries_family_features_and_normalization(linear_ckpt):
-    ckpt = torch.load(linear_ckpt, map_location="cpu", weights_only=False)
+    ckpt = torch.load(linear_ckpt, map_location="cpu", weights_only=True)
     hp = ckpt["hyper_parameters"]
     assert {"family", "task", "features", "probe", "container", "run_config"} <= set(hp)
     assert {"feature_mean", "feature_std", "param_mean", "param_std"} <= set(ckpt["state_dict"])

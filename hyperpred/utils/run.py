@@ -23,12 +23,10 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from hyperpred.errors import ConfigError, HyperpredError
 from hyperpred.metrics import LOSS_KEYS, json_safe
+from hyperpred.run.checkpoint import CKPT_KEY
 from hyperpred.zoo.store import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
-
-#: Top-level key of a checkpoint that carries the run's identity (wandb id, git commit, zoo hash).
-CKPT_KEY = "hyperpred_run"
 
 
 def instantiate_list(node: DictConfig | None) -> list[Any]:
@@ -160,17 +158,6 @@ class RunIdentity(pl.Callback):
 
         wl = wandb_logger(trainer.loggers)
         checkpoint[CKPT_KEY] = {**self.info, "wandb_id": wl.version if wl is not None else self.info.get("wandb_id")}
-
-
-def read_checkpoint_identity(ckpt_path: str | Path) -> dict[str, Any]:
-    """The :class:`RunIdentity` record of a checkpoint ({} for checkpoints written without it)."""
-    import torch
-
-    try:
-        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False, mmap=True)
-    except Exception as e:
-        raise ConfigError(f"ckpt_path={ckpt_path}: not a readable checkpoint ({e})") from None
-    return dict(ckpt.get(CKPT_KEY) or {})
 
 
 def check_process_launch(trainer: pl.Trainer) -> None:
