@@ -25,11 +25,11 @@ from torch import Tensor, nn
 
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import FeatureContext, FeatureSet
+from hyperpred.io import atomic_write_bytes, atomic_write_json
 from hyperpred.registry import build, build_trusted
 from hyperpred.run.checkpoint import load_module
 from hyperpred.support import read_support_file, shape_inputs, shape_targets, to_tensor
 from hyperpred.targets.base import Arch, Params, TargetFamily, arch_tensor
-from hyperpred.zoo.store import atomic_write_bytes, atomic_write_json
 
 ArchSpec = Union[Mapping[str, Any], Sequence[int], str, Path]
 #: ``(x, y)`` arrays of one task (``[n, ...]``) or of a batch (``[B, n, ...]``), a list of per-task
@@ -50,7 +50,7 @@ def _family_with_fields(keys: set[str]) -> str | None:
     return None
 
 
-class Predictor:
+class TrainedPredictor:
     """A trained predictor and everything needed to turn support data into target weights."""
 
     def __init__(self, module: Any, source: str = "<module>") -> None:
@@ -248,13 +248,17 @@ class Predictor:
         }
 
 
-def load_predictor(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Predictor:
-    """Load a training checkpoint as a :class:`Predictor`; nothing else (no Hydra config) is needed.
+#: The name this class had before ``hyperpred.predictors.Predictor`` (the nn.Module base class) took it.
+Predictor = TrainedPredictor
+
+
+def load_predictor(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> TrainedPredictor:
+    """Load a training checkpoint as a :class:`TrainedPredictor`; nothing else (no Hydra config) is needed.
 
     The file is read as data only (``weights_only=True``) and the classes it names must be
     registered (:mod:`hyperpred.registry`): loading a shared checkpoint never runs its code.
     """
-    return Predictor(load_module(ckpt_path, map_location), source=str(ckpt_path))
+    return TrainedPredictor(load_module(ckpt_path, map_location), source=str(ckpt_path))
 
 
 # ---------------------------------------------------------------------- predicted targets as files

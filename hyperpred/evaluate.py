@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from hyperpred.api import Predictor, load_predictor
+from hyperpred.api import TrainedPredictor, load_predictor
 from hyperpred.errors import ConfigError
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import TensorDictDataset, ZooDataModule
@@ -32,7 +32,7 @@ from hyperpred.zoo.training import train_targets
 log = logging.getLogger(__name__)
 
 
-def run_config_of(predictor: Predictor, cfg: DictConfig) -> DictConfig:
+def run_config_of(predictor: TrainedPredictor, cfg: DictConfig) -> DictConfig:
     """The training run's config from the checkpoint, with this process's paths."""
     stored = predictor.module.hparams.get("run_config")
     if not stored:
@@ -58,7 +58,7 @@ def _seconds(fn: Any, repeats: int = 1) -> float:
 
 
 def time_predict_vs_train(
-    predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0
+    predictor: TrainedPredictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0
 ) -> dict[str, float]:
     """Seconds to get every target of ``split`` by one predictor pass vs by the zoo's training recipe.
 

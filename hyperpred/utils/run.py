@@ -19,12 +19,13 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
 
 from hyperpred.errors import ConfigError, HyperpredError
+from hyperpred.io import atomic_write_bytes, atomic_write_json
 from hyperpred.metrics import LOSS_KEYS, json_safe
 from hyperpred.run.checkpoint import CKPT_KEY
-from hyperpred.zoo.store import atomic_write_bytes, atomic_write_json
+from hyperpred.utils.ranks import is_global_zero
+from hyperpred.utils.wandb_run import wandb_logger
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,6 @@ def instantiate_list(node: DictConfig | None) -> list[Any]:
     if not node:
         return []
     return [instantiate(child) for child in node.values() if child is not None and "_target_" in child]
-
-
-def is_global_zero() -> bool:
-    """Rank 0 of a distributed job (Lightning reads RANK/LOCAL_RANK/SLURM_PROCID at import)."""
-    return rank_zero_only.rank == 0
 
 
 # ---------------------------------------------------------------------- provenance
@@ -154,8 +150,6 @@ class RunIdentity(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        from hyperpred.utils.wandb_run import wandb_logger
-
         wl = wandb_logger(trainer.loggers)
         checkpoint[CKPT_KEY] = {**self.info, "wandb_id": wl.version if wl is not None else self.info.get("wandb_id")}
 

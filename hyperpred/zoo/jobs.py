@@ -21,7 +21,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from hyperpred.errors import ConfigError
-from hyperpred.zoo.store import MANIFEST, atomic_write_json
+from hyperpred.io import atomic_write_json
+from hyperpred.zoo.store import MANIFEST
 
 log = logging.getLogger(__name__)
 #: What each build job writes into its output folder, for the sweep callback and for scripts.

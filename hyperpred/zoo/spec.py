@@ -88,9 +88,3 @@ class ZooSpec:
     @property
     def dirname(self) -> str:
         return f"{self.family['name']}-{self.task['name']}-{self.key[:16]}"
-
-
-def stable_seed(*parts: Any) -> int:
-    """A 63-bit seed from any printable parts, identical across processes and platforms."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
