@@ -24,7 +24,8 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from hyperpred.api import TrainedPredictor, load_predictor
 from hyperpred.errors import ConfigError
 from hyperpred.factory import build_parts
-from hyperpred.lit.datamodule import TensorDictDataset, ZooDataModule
+from hyperpred.lit.datamodule import TensorDictDataset
+from hyperpred.run.build import build_datamodule
 from hyperpred.utils.run import print_metrics_table, resolve_num_threads, write_metrics, write_run_info
 from hyperpred.zoo.spec import TrainRecipe
 from hyperpred.zoo.training import train_targets
@@ -154,11 +155,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
     parts = build_parts(run_cfg, from_file=True)  # the run config was read from the checkpoint
-    datamodule = ZooDataModule(
-        parts.builder, parts.features, parts.unseen_archs, canonicalize=run_cfg.loss.get("canonicalize"), **run_cfg.data
-    )
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = build_datamodule(run_cfg, parts, "test")
     wanted = list(datamodule.splits) if cfg.split == "all" else [cfg.split]
     missing = [s for s in wanted if s not in datamodule.splits]
     if missing:

@@ -51,14 +51,18 @@ class WeightPredictionModule(pl.LightningModule):
         run_config: dict[str, Any] | None = None,
         finetune: dict[str, Any] | None = None,
         from_file: bool = False,
+        stats: dict[str, Tensor] | None = None,
+        test_split_names: list[str] | None = None,
     ) -> None:
         """``run_config`` (the run's resolved config, plain) is only stored: evaluation rebuilds the zoo from it.
 
-        ``from_file``: the arguments were read from a checkpoint, so every class they name is built
-        through :mod:`hyperpred.registry` only (not stored: it describes where they came from).
+        Not stored (they describe this process, not the model): ``from_file``, the arguments were
+        read from a checkpoint, so every class they name is built through :mod:`hyperpred.registry`
+        only; ``stats``, the training split's normalization (a checkpoint restores it as buffers);
+        ``test_split_names``, the names of the test dataloaders in order.
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["from_file"])
+        self.save_hyperparameters(ignore=["from_file", "stats", "test_split_names"])
         self.from_file = from_file
         self.family: TargetFamily = build(family, "family", "family", from_file=from_file)
         self.task: Task = build(task, "task", "task", from_file=from_file)
@@ -88,10 +92,12 @@ class WeightPredictionModule(pl.LightningModule):
                     f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that "
                     "feature"
                 )
-        self.test_split_names: list[str] = ["test"]
+        self.test_split_names: list[str] = list(test_split_names or ["test"])
         self._test_outputs: dict[int, list[dict[str, Tensor]]] = {}
         self._finetune_inputs: dict[int, list[dict[str, Tensor]]] = {}
         self.test_metrics: dict[str, float] = {}
+        if stats is not None:
+            self.set_normalization(stats)
 
     def set_normalization(self, stats: dict[str, Tensor]) -> None:
         for name in ("feature_mean", "feature_std", "param_mean", "param_std"):
