@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hyperpred.config_schema import require_positive_int
 from hyperpred.errors import ConfigError, HyperpredError
 from hyperpred.io import atomic_write_bytes, atomic_write_json
 from hyperpred.metrics import LOSS_KEYS, json_safe
@@ -185,8 +186,7 @@ def resolve_num_threads(cfg: DictConfig) -> int | None:
     """
     if cfg.get("num_threads"):
         n = cfg.num_threads
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"num_threads must be a positive integer or null, got {n!r}")
+        require_positive_int("num_threads", n, nullable=True)
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if os.environ.get("SUBMITIT_EXECUTOR") == "local":
