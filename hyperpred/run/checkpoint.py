@@ -69,13 +69,14 @@ def check_hyper_parameters(hp: Mapping[str, Any], where: str) -> None:
     """Every ``_target_`` this package will build from ``hp`` names a registered class of its kind."""
     for name, kind in _BUILT:
         check_trusted(hp.get(name), kind, f"{where}: hyper_parameters.{name}")
-    for name, node in (hp.get("features") or {}).items():
-        check_trusted(node, "feature", f"{where}: hyper_parameters.features.{name}")
     run_config = hp.get("run_config") or {}
     for dotted, kind in _RUN_CONFIG_BUILT:
         check_trusted(_at(run_config, dotted), kind, f"{where}: hyper_parameters.run_config.{dotted}")
-    for name, node in (_at(run_config, "features") or {}).items():
-        check_trusted(node, "feature", f"{where}: hyper_parameters.run_config.features.{name}")
+    for key, features in (("features", hp.get("features")), ("run_config.features", _at(run_config, "features"))):
+        if not isinstance(features, Mapping | None):
+            raise UntrustedTargetError(f"{where}: hyper_parameters.{key} must be a mapping of feature configs")
+        for name, node in (features or {}).items():
+            check_trusted(node, "feature", f"{where}: hyper_parameters.{key}.{name}")
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
