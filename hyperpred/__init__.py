@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_predictor", "load_target", "Predictor"]
+__all__ = ["load_predictor", "load_target", "TrainedPredictor", "Predictor"]
 
 
 def __getattr__(name: str) -> Any:

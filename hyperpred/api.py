@@ -19,16 +19,17 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import FeatureContext, FeatureSet
+from hyperpred.io import atomic_write_bytes, atomic_write_json
+from hyperpred.registry import build, build_trusted
+from hyperpred.run.checkpoint import load_module
 from hyperpred.support import read_support_file, shape_inputs, shape_targets, to_tensor
 from hyperpred.targets.base import Arch, Params, TargetFamily, arch_tensor
-from hyperpred.zoo.store import atomic_write_bytes, atomic_write_json
 
 ArchSpec = Union[Mapping[str, Any], Sequence[int], str, Path]
 #: ``(x, y)`` arrays of one task (``[n, ...]``) or of a batch (``[B, n, ...]``), a list of per-task
@@ -49,7 +50,7 @@ def _family_with_fields(keys: set[str]) -> str | None:
     return None
 
 
-class Predictor:
+class TrainedPredictor:
     """A trained predictor and everything needed to turn support data into target weights."""
 
     def __init__(self, module: Any, source: str = "<module>") -> None:
@@ -62,7 +63,12 @@ class Predictor:
         probe = hp.get("probe") or {}
         probe_arch = self.family.arch_from_mapping(probe["arch"]) if probe.get("arch") else None
         ctx = FeatureContext.create(self.family, self.task, self.container, probe_arch, int(probe.get("seed", 0)))
-        self.features = FeatureSet({name: instantiate(cfg) for name, cfg in (hp.get("features") or {}).items()}, ctx)
+        from_file = bool(getattr(module, "from_file", False))
+        built = {
+            name: build(cfg, "feature", f"features.{name}", from_file=from_file)
+            for name, cfg in (hp.get("features") or {}).items()
+        }
+        self.features = FeatureSet(built, ctx)
         if self.features.dim != hp["in_dim"]:
             raise ConfigError(
                 f"{source}: its features {self.features.dims} give {self.features.dim} values, the predictor takes "
@@ -242,23 +248,17 @@ class Predictor:
         }
 
 
-def load_predictor(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Predictor:
-    """Load a training checkpoint as a :class:`Predictor`; nothing else (no Hydra config) is needed."""
-    from hyperpred.lit.module import WeightPredictionModule
+#: The name this class had before ``hyperpred.predictors.Predictor`` (the nn.Module base class) took it.
+Predictor = TrainedPredictor
 
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ConfigError(f"ckpt_path={path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not hp or "family" not in hp or "state_dict" not in ckpt:
-        raise ConfigError(f"ckpt_path={path}: not a hyperpred predictor checkpoint (no family in its hyper-parameters)")
-    module = WeightPredictionModule(**hp)
-    module.load_state_dict(ckpt["state_dict"])
-    return Predictor(module.to(map_location), source=str(path))
+
+def load_predictor(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> TrainedPredictor:
+    """Load a training checkpoint as a :class:`TrainedPredictor`; nothing else (no Hydra config) is needed.
+
+    The file is read as data only (``weights_only=True``) and the classes it names must be
+    registered (:mod:`hyperpred.registry`): loading a shared checkpoint never runs its code.
+    """
+    return TrainedPredictor(load_module(ckpt_path, map_location), source=str(ckpt_path))
 
 
 # ---------------------------------------------------------------------- predicted targets as files
@@ -312,7 +312,9 @@ def load_target(path: str | Path) -> nn.Module:
     meta = read_target_json(meta_path)
     if meta.get("format") != TARGET_FORMAT:
         raise ConfigError(f"{meta_path}: not a {TARGET_FORMAT} file")
-    family: TargetFamily = instantiate(meta["family"])
+    family = build_trusted(meta.get("family"), "family", f"{meta_path}: family")
+    if not isinstance(family, TargetFamily):
+        raise ConfigError(f"{meta_path}: family names {type(family).__name__}, not a target family")
     arch = family.arch_from_mapping({k: v for k, v in meta["arch"].items() if k != "family"})
     module = family.build_module(arch)
     if not weights.is_file():

@@ -32,6 +32,15 @@ def positive_int(v: Any) -> bool:
     return _int(v) and v > 0
 
 
+def require_positive_int(key: str, value: Any, *, nullable: bool = False) -> None:
+    """The one positive-integer check of a constructor that may be called without a config (e.g. from Python).
+
+    Raises the schema's kind of message, naming ``key``: ``zoo.batch_size must be a positive integer or null, got 0``.
+    """
+    if not (positive_int(value) or (nullable and value is None)):
+        raise ConfigError(f"{key} must be a positive integer{' or null' if nullable else ''}, got {value!r}")
+
+
 def non_negative_int(v: Any) -> bool:
     return _int(v) and v >= 0
 

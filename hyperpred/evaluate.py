@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from hyperpred.api import Predictor, load_predictor
+from hyperpred.api import TrainedPredictor, load_predictor
 from hyperpred.errors import ConfigError
 from hyperpred.factory import build_parts
-from hyperpred.lit.datamodule import TensorDictDataset, ZooDataModule
+from hyperpred.lit.datamodule import TensorDictDataset
+from hyperpred.run.build import build_datamodule
 from hyperpred.utils.run import print_metrics_table, resolve_num_threads, write_metrics, write_run_info
 from hyperpred.zoo.spec import TrainRecipe
 from hyperpred.zoo.training import train_targets
@@ -32,7 +33,7 @@ from hyperpred.zoo.training import train_targets
 log = logging.getLogger(__name__)
 
 
-def run_config_of(predictor: Predictor, cfg: DictConfig) -> DictConfig:
+def run_config_of(predictor: TrainedPredictor, cfg: DictConfig) -> DictConfig:
     """The training run's config from the checkpoint, with this process's paths."""
     stored = predictor.module.hparams.get("run_config")
     if not stored:
@@ -58,7 +59,7 @@ def _seconds(fn: Any, repeats: int = 1) -> float:
 
 
 def time_predict_vs_train(
-    predictor: Predictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0
+    predictor: TrainedPredictor, split: dict[str, Tensor], recipe: TrainRecipe, strategy: str = "auto", seed: int = 0
 ) -> dict[str, float]:
     """Seconds to get every target of ``split`` by one predictor pass vs by the zoo's training recipe.
 
@@ -153,12 +154,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_cfg = run_config_of(predictor, cfg)
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
-    parts = build_parts(run_cfg)
-    datamodule = ZooDataModule(
-        parts.builder, parts.features, parts.unseen_archs, canonicalize=run_cfg.loss.get("canonicalize"), **run_cfg.data
-    )
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    parts = build_parts(run_cfg, from_file=True)  # the run config was read from the checkpoint
+    datamodule = build_datamodule(run_cfg, parts, "test")
     wanted = list(datamodule.splits) if cfg.split == "all" else [cfg.split]
     missing = [s for s in wanted if s not in datamodule.splits]
     if missing:

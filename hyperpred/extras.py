@@ -51,7 +51,7 @@ def apply_extras(cfg: DictConfig) -> None:
     if extras.get("ignore_warnings"):
         silence_known_warnings()
     if extras.get("print_config"):
-        from hyperpred.utils.run import is_global_zero
+        from hyperpred.utils.ranks import is_global_zero
 
         if is_global_zero():  # DDP ranks started by re-running the command line print nothing
             out = cfg.get("paths", {}).get("output_dir")
@@ -155,7 +155,7 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, order: Seque
     console.print(tree)
     text = console.export_text()
     if save_to is not None:
-        from hyperpred.zoo.store import atomic_write_bytes
+        from hyperpred.io import atomic_write_bytes
 
         save_to.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(save_to, text.encode())

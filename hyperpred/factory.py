@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hyperpred.config_schema import check_config
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import Feature, FeatureContext, FeatureSet
+from hyperpred.registry import build
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task
 from hyperpred.zoo.builder import ZooBuilder
@@ -37,14 +37,17 @@ class Parts:
     features: FeatureSet
 
 
-def _instantiate(node: Any, key: str) -> Any:
+def _instantiate(node: Any, key: str, kind: str, from_file: bool) -> Any:
+    """Build ``node``; one read from a checkpoint (``from_file``) may only name registered classes."""
     if not isinstance(node, (DictConfig, Mapping)) or "_target_" not in node:
         raise ConfigError(
             f"{key} must be a config with a _target_, got "
             f"{OmegaConf.to_container(node) if isinstance(node, DictConfig) else node!r}"
         )
     try:
-        return instantiate(node)
+        return build(node, kind, key, from_file=from_file)
+    except ConfigError:  # a registry refusal or build error already names the key
+        raise
     except InstantiationException as e:
         cause = e.__cause__ if e.__cause__ is not None else e
         raise ConfigError(f"{key}: cannot build {node.get('_target_')}: {cause}") from None
@@ -69,27 +72,27 @@ def _archs(family: TargetFamily, specs: Any, key: str) -> list[tuple[int, ...]]:
     return out
 
 
-def build_family_and_task(cfg: DictConfig) -> tuple[TargetFamily, Task]:
+def build_family_and_task(cfg: DictConfig, from_file: bool = False) -> tuple[TargetFamily, Task]:
     if "target" not in cfg or cfg.target is None or "family" not in cfg.target:
         raise ConfigError("config has no target.family: choose a target family (e.g. target=mlp)")
-    family = _instantiate(cfg.target.family, "target.family")
+    family = _instantiate(cfg.target.family, "target.family", "family", from_file)
     if not isinstance(family, TargetFamily):
         raise ConfigError(f"target.family._target_={cfg.target.family._target_} is not a TargetFamily")
     if "task" not in cfg or cfg.task is None:
         raise ConfigError("config has no task: choose a task (e.g. task=sine)")
-    task = _instantiate(cfg.task, "task")
+    task = _instantiate(cfg.task, "task", "task", from_file)
     if not isinstance(task, Task):
         raise ConfigError(f"task._target_={cfg.task._target_} is not a Task")
     return family, task
 
 
-def build_features(cfg: DictConfig, ctx: FeatureContext) -> FeatureSet:
+def build_features(cfg: DictConfig, ctx: FeatureContext, from_file: bool = False) -> FeatureSet:
     node = cfg.get("features")
     if not node:
         raise ConfigError("features is empty: choose at least one, e.g. features=[arch,activation_stats]")
     features: dict[str, Feature] = {}
     for name, fcfg in node.items():
-        feature = _instantiate(fcfg, f"features.{name}")
+        feature = _instantiate(fcfg, f"features.{name}", "feature", from_file)
         if not isinstance(feature, Feature):
             raise ConfigError(f"features.{name}._target_={fcfg._target_} is not a Feature")
         features[name] = feature
@@ -111,10 +114,14 @@ def _check_predictor_sizes(cfg: DictConfig, family: TargetFamily, in_dim: int, o
             )
 
 
-def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
-    """Validate the config and construct everything a run needs, without training anything."""
+def build_parts(cfg: DictConfig, progress: bool | None = None, from_file: bool = False) -> Parts:
+    """Validate the config and construct everything a run needs, without training anything.
+
+    ``from_file``: ``cfg`` is a run config read from a checkpoint (``scripts/eval.py``), so its
+    family, task and features are built through :mod:`hyperpred.registry` only.
+    """
     check_config(cfg)
-    family, task = build_family_and_task(cfg)
+    family, task = build_family_and_task(cfg, from_file)
     archs = _archs(family, cfg.target.get("archs"), "target.archs")
     if not archs:
         raise ConfigError("target.archs is empty: list at least one architecture")
@@ -160,7 +167,7 @@ def build_parts(cfg: DictConfig, progress: bool | None = None) -> Parts:
             "you mean it"
         )
     ctx = FeatureContext.create(family, task, container, probe, int(cfg.target.get("probe_seed", 0)))
-    features = build_features(cfg, ctx)
+    features = build_features(cfg, ctx, from_file)
     _check_predictor_sizes(cfg, family, in_dim=features.dim, out_dim=family.num_params(container))
     show = bool(z.get("progress", False)) if progress is None else progress
     strategy, device = str(z.get("strategy") or "auto"), z.get("device") or None

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hyperpred.errors import ConfigError
@@ -177,12 +179,13 @@ def build_trusted(node: Mapping[str, Any], kind: str, key: str, partial: bool = 
 def _build(node: Mapping[str, Any], kind: str, key: str, partial: bool) -> Any:
     cls = lookup(kind, node["_target_"], f"{key}._target_")
     recursive = node.get("_recursive_", True)
+    partial = partial or bool(node.get("_partial_", False))
     kwargs = {
         name: _build_value(value, _kind_of_nested(kind), f"{key}.{name}") if recursive else _plain(value)
         for name, value in node.items()
-        if name not in (*_FLAGS, "_target_")
+        if name not in (*_FLAGS, "_target_") and not (partial and value == "???")  # a partial leaves ??? to its caller
     }
-    if partial or node.get("_partial_", False):
+    if partial:
         return functools.partial(cls, **kwargs)
     try:
         return cls(**kwargs)
@@ -206,3 +209,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def build(node: Any, kind: str, key: str, *, from_file: bool, partial: bool = False) -> Any:
+    """Build a config node: through :func:`build_trusted` when it was read from a file, else as Hydra does.
+
+    The one switch between the two trust levels: a config the user composed is their own code
+    (``hydra.utils.instantiate``, any ``_target_``); a node read from a checkpoint or a predicted
+    target's JSON names registered classes only.
+    """
+    if from_file:
+        plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        return build_trusted(plain, kind, key, partial=partial)
+    return instantiate(node, _partial_=True) if partial else instantiate(node)

@@ -21,7 +21,7 @@ import yaml
 from hydra.experimental.callback import Callback
 
 from hyperpred.errors import ConfigError
-from hyperpred.zoo.store import atomic_write_bytes, atomic_write_json
+from hyperpred.io import atomic_write_bytes, atomic_write_json
 
 #: Metrics shown after the optimized one, when the runs have them.
 DEFAULT_METRICS = ("test/pred_query_loss", "test/ratio_vs_trained", "test/ratio_vs_zoo_mean", "test/pred_accuracy")

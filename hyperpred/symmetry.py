@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
-from hyperpred.predictors.units import UnitLayout, UnitTensor
 from hyperpred.targets.base import Params, TargetFamily, unit_mask
+from hyperpred.units import UnitLayout, UnitTensor
 
 KEYS = ("hinge", "incoming_norm", "outgoing")
 

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hyperpred.checkpoints import check_resume_checkpoint
 from hyperpred.errors import ConfigError
 from hyperpred.evaluate import print_accuracy_and_timing
 from hyperpred.factory import build_parts
-from hyperpred.lit.datamodule import ZooDataModule
-from hyperpred.lit.module import WeightPredictionModule
 from hyperpred.plots import prediction_grids
+from hyperpred.run.build import build_datamodule, build_model, build_trainer, plain
+from hyperpred.run.checkpoint import check_resume_checkpoint, read_identity
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
     RunIdentity,
     check_process_launch,
     finish_wandb,
-    instantiate_list,
     print_metrics_table,
-    read_checkpoint_identity,
     resolve_num_threads,
     update_run_info,
     write_metrics,
@@ -48,51 +43,21 @@ for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utiliti
     logging.getLogger(_name).addFilter(_DropAdvertisement())
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if node is not None else None
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build or load the zoo, train the predictor, evaluate it against baselines on held-out tasks."""
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
     parts = build_parts(cfg)  # validates everything cheap; nothing trained yet
     if cfg.get("ckpt_path"):  # a truncated file or another family's checkpoint fails here, in one line
-        check_resume_checkpoint(cfg.ckpt_path, family=_plain(cfg.target.family), task=_plain(cfg.task))
-    identity = read_checkpoint_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
+        check_resume_checkpoint(cfg.ckpt_path, family=plain(cfg.target.family), task=plain(cfg.task))
+    identity = read_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
     if threads := resolve_num_threads(cfg):
         torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = ZooDataModule(
-        parts.builder, parts.features, parts.unseen_archs, canonicalize=cfg.loss.get("canonicalize"), **cfg.data
-    )
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-
-    module = WeightPredictionModule(
-        family=_plain(cfg.target.family),
-        task=_plain(cfg.task),
-        predictor=_plain(cfg.predictor),
-        loss=_plain(cfg.loss),
-        optimizer=_plain(cfg.optimizer),
-        scheduler=_plain(cfg.get("scheduler")),
-        container=list(datamodule.zoo.container),
-        in_dim=datamodule.in_dim,
-        out_dim=datamodule.out_dim,
-        features=_plain(cfg.features),
-        probe={"arch": _plain(cfg.target.get("probe_arch")), "seed": int(cfg.target.get("probe_seed", 0))},
-        finetune={
-            "lr": float(cfg.zoo.lr),
-            "steps": int(cfg.zoo.steps),
-            "batch_size": cfg.zoo.get("batch_size"),
-            **(_plain(cfg.get("finetune")) or {}),
-        },
-        run_config=_plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
-    )
-    module.set_normalization(datamodule.stats)
-    module.test_split_names = datamodule.test_split_names
+    datamodule = build_datamodule(cfg, parts, "fit")
+    module = build_model(cfg, datamodule)
 
     zoo_info = {
         "key": datamodule.zoo.key,
@@ -111,14 +76,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
     prepare_wandb_config(cfg, identity.get("wandb_id"))  # sweep group, and the same wandb run when resuming
-    loggers = instantiate_list(cfg.get("logger"))
-    callbacks = instantiate_list(cfg.get("callbacks"))
-    callbacks.append(
-        RunIdentity(
-            {"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}
-        )
+    identity_callback = RunIdentity(
+        {"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}
     )
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer, loggers = build_trainer(cfg, [identity_callback])
     check_process_launch(trainer)
     exit_code = 1
     try:
@@ -126,11 +87,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if wandb_info := record_provenance(loggers, info):
             update_run_info(output_dir, wandb=wandb_info)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # weights_only: Lightning reads the checkpoint as data, as our reader did (hyperpred.run.checkpoint)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         # trainer.test() resets callback_metrics: keep the last epoch's train/val values now
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics = dict(fit_metrics)
         metrics.update(module.test_metrics)
         metrics["zoo/seconds"] = zoo_info["seconds"]

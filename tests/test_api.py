@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from hyperpred import load_predictor
-from hyperpred.api import Predictor
+from hyperpred.api import TrainedPredictor
 from hyperpred.errors import ConfigError
 from hyperpred.targets import arch_tensor
 from hyperpred.train import train
@@ -36,7 +36,7 @@ def conv_ckpt(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.getbasetemp(), "digits_conv")
 
 
-def new_tasks(p: Predictor, count: int, seed: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def new_tasks(p: TrainedPredictor, count: int, seed: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Support images, integer labels and query images of ``count`` fresh digit tasks."""
     archs = arch_tensor([p.container] * count)
     batch = p.task.sample(p.family, archs, p.container, torch.Generator().manual_seed(seed))
@@ -124,7 +124,7 @@ def test_load_predictor_rejects_missing_and_foreign_files(tmp_path):
 
 
 def test_checkpoint_carries_family_features_and_normalization(linear_ckpt):
-    ckpt = torch.load(linear_ckpt, map_location="cpu", weights_only=False)
+    ckpt = torch.load(linear_ckpt, map_location="cpu", weights_only=True)
     hp = ckpt["hyper_parameters"]
     assert {"family", "task", "features", "probe", "container", "run_config"} <= set(hp)
     assert {"feature_mean", "feature_std", "param_mean", "param_std"} <= set(ckpt["state_dict"])

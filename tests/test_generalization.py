@@ -13,10 +13,10 @@ from hyperpred.factory import build_parts
 from hyperpred.finetune import finetune_steps
 from hyperpred.losses import PredictionLoss, masked_weight_mse
 from hyperpred.metrics import summarize
+from hyperpred.seeding import shared_init
 from hyperpred.targets import MLPFamily, arch_tensor
 from hyperpred.tasks.sine import SineTask
 from hyperpred.train import train
-from hyperpred.zoo.builder import shared_init
 from hyperpred.zoo.spec import TrainRecipe
 from hyperpred.zoo.training import per_target_loss, train_targets
 from tests.conftest import CONF_DIR

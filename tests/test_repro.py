@@ -11,8 +11,8 @@ import yaml
 from omegaconf import open_dict
 
 from hyperpred.lit.sampler import GlobalBatchSampler, first_occurrences
+from hyperpred.run.checkpoint import CKPT_KEY, read_identity
 from hyperpred.train import train
-from hyperpred.utils.run import CKPT_KEY, read_checkpoint_identity
 
 
 def _run(make_cfg, out: Path, *overrides: str) -> dict[str, float]:
@@ -52,9 +52,9 @@ def test_resume_from_last_ckpt_matches_an_uninterrupted_run_and_keeps_the_wandb_
     straight = _run(make_cfg, tmp_path / "straight", "trainer.max_epochs=3")
     _run(make_cfg, tmp_path / "part", "trainer.max_epochs=2", "logger=wandb")
     last = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    identity = read_checkpoint_identity(last)
+    identity = read_identity(last)
     assert identity["wandb_id"] and len(identity["zoo_hash"]) == 64
-    assert torch.load(last, weights_only=False)["epoch"] == 1
+    assert torch.load(last, weights_only=True)["epoch"] == 1
 
     resumed = _run(make_cfg, tmp_path / "resumed", "trainer.max_epochs=3", "logger=wandb", f"ckpt_path={last}")
     assert _without_timing(resumed) == _without_timing(straight)  # same batches, same optimizer state
@@ -62,7 +62,7 @@ def test_resume_from_last_ckpt_matches_an_uninterrupted_run_and_keeps_the_wandb_
     assert info["wandb"]["id"] == identity["wandb_id"]
     assert info["resumed_from"] == str(last)
     assert (
-        torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)[CKPT_KEY]["wandb_id"]
+        torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)[CKPT_KEY]["wandb_id"]
         == identity["wandb_id"]
     )
 

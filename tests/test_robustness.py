@@ -244,7 +244,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
     with pytest.raises(HyperpredError, match="training loss is nan.*last good state is saved in") as err:
         train(cfg)
     saved = Path(str(err.value).split("saved in ")[1].split(";")[0])
-    state = torch.load(saved, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(saved, map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.isfinite(v).all() for v in state.values()), "the saved state must be the last good one"
 
 

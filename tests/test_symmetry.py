@@ -8,9 +8,9 @@ import torch
 from hyperpred.errors import ConfigError
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import ZooDataModule
-from hyperpred.predictors.units import UnitLayout
 from hyperpred.symmetry import KEYS, canonicalize, canonicalize_flat, permute_units, unit_key
 from hyperpred.targets import ConvFamily, MLPFamily, arch_tensor
+from hyperpred.units import UnitLayout
 
 CONTAINER = (12,)
 

@@ -137,7 +137,7 @@ def test_last_checkpoint_is_the_last_epoch_and_best_is_kept(make_cfg):
     import torch
 
     folder = Path(cfg.paths.output_dir) / "checkpoints"
-    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 2, "last.ckpt must be the end of the last epoch, whatever the best was"
-    best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] <= 2 and (folder / "best.ckpt").exists(), "the best checkpoint is kept next to it"

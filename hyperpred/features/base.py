@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hyperpred.seeding import shared_init
 from hyperpred.targets.base import Params, TargetFamily, arch_tensor
 from hyperpred.tasks.base import Task
 
@@ -43,8 +44,6 @@ class FeatureContext:
         probe_arch: Sequence[int] | None,
         probe_seed: int,
     ) -> FeatureContext:
-        from hyperpred.zoo.builder import shared_init
-
         probe = tuple(probe_arch) if probe_arch is not None else tuple(container)
         params = shared_init(family, arch_tensor([probe]), probe, probe_seed)
         return cls(family, task, tuple(container), probe, params)

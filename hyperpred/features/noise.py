@@ -11,7 +11,7 @@ from torch import Tensor
 
 from hyperpred.features.base import Feature, FeatureBatch
 from hyperpred.registry import register
-from hyperpred.zoo.spec import stable_seed
+from hyperpred.seeding import stable_seed
 
 
 @register("feature")

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from hyperpred.config_schema import require_positive_int
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import FeatureSet
 from hyperpred.lit.sampler import GlobalBatchSampler, SequentialBatchSampler
@@ -100,8 +101,7 @@ class ZooDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{key} must be in (0, 1), got {value!r}")
         if val_fraction + test_fraction >= 1:
             raise ConfigError(f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction + test_fraction}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+        require_positive_int("data.batch_size", batch_size)
         self.builder = builder
         self.features = features
         self.unseen_archs = [tuple(a) for a in unseen_archs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,6 +16,7 @@ from hyperpred.lit.sampler import first_occurrences
 from hyperpred.losses import PredictionLoss, masked_weight_mse
 from hyperpred.metrics import summarize
 from hyperpred.predictors.base import build_predictor
+from hyperpred.registry import build
 from hyperpred.targets.base import Params, TargetFamily
 from hyperpred.tasks.base import Task
 from hyperpred.zoo.training import per_target_loss
@@ -48,15 +50,25 @@ class WeightPredictionModule(pl.LightningModule):
         scheduler: dict[str, Any] | None = None,
         run_config: dict[str, Any] | None = None,
         finetune: dict[str, Any] | None = None,
+        from_file: bool = False,
+        stats: dict[str, Tensor] | None = None,
+        test_split_names: list[str] | None = None,
     ) -> None:
-        """``run_config`` (the run's resolved config, plain) is only stored: evaluation rebuilds the zoo from it."""
+        """``run_config`` (the run's resolved config, plain) is only stored: evaluation rebuilds the zoo from it.
+
+        Not stored (they describe this process, not the model): ``from_file``, the arguments were
+        read from a checkpoint, so every class they name is built through :mod:`hyperpred.registry`
+        only; ``stats``, the training split's normalization (a checkpoint restores it as buffers);
+        ``test_split_names``, the names of the test dataloaders in order.
+        """
         super().__init__()
-        self.save_hyperparameters()
-        self.family: TargetFamily = instantiate(family)
-        self.task: Task = instantiate(task)
+        self.save_hyperparameters(ignore=["from_file", "stats", "test_split_names"])
+        self.from_file = from_file
+        self.family: TargetFamily = build(family, "family", "family", from_file=from_file)
+        self.task: Task = build(task, "task", "task", from_file=from_file)
         self.container = tuple(container)
         self.predictor = build_predictor(
-            predictor, in_dim=in_dim, out_dim=out_dim, family=self.family, container=self.container
+            predictor, in_dim=in_dim, out_dim=out_dim, family=self.family, container=self.container, from_file=from_file
         )
         self.objective = PredictionLoss(**loss)
         self.register_buffer("feature_mean", torch.zeros(in_dim))
@@ -80,10 +92,12 @@ class WeightPredictionModule(pl.LightningModule):
                     f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that "
                     "feature"
                 )
-        self.test_split_names: list[str] = ["test"]
+        self.test_split_names: list[str] = list(test_split_names or ["test"])
         self._test_outputs: dict[int, list[dict[str, Tensor]]] = {}
         self._finetune_inputs: dict[int, list[dict[str, Tensor]]] = {}
         self.test_metrics: dict[str, float] = {}
+        if stats is not None:
+            self.set_normalization(stats)
 
     def set_normalization(self, stats: dict[str, Tensor]) -> None:
         for name in ("feature_mean", "feature_std", "param_mean", "param_std"):
@@ -277,8 +291,20 @@ class WeightPredictionModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimization
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        optimizer = self._torch_partial(self.hparams.optimizer, "optimizer")(params=self.parameters())
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        scheduler = self._torch_partial(self.hparams.scheduler, "scheduler")(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def _torch_partial(self, node: dict[str, Any], key: str) -> Any:
+        """The optimizer/scheduler factory; one read from a checkpoint may only name a class of ``torch.optim``."""
+        if self.from_file:
+            target = str(node.get("_target_", ""))
+            owner, _, name = target.rpartition(".")
+            found = {"torch.optim": torch.optim, "torch.optim.lr_scheduler": torch.optim.lr_scheduler}.get(owner)
+            if found is None or not isinstance(getattr(found, name, None), type):
+                raise ConfigError(f"{key}._target_={target!r}: a checkpoint may only name a torch.optim class here")
+            kwargs = {k: v for k, v in node.items() if k not in ("_target_", "_partial_")}
+            return functools.partial(getattr(found, name), **kwargs)
+        return instantiate(node)

@@ -9,8 +9,8 @@ from hyperpred.predictors.base import Predictor, build_predictor, call_with_cont
 from hyperpred.predictors.conditioned import SetConditionedPredictor
 from hyperpred.predictors.mlp import MLPPredictor
 from hyperpred.predictors.set_encoder import SetEncoder
-from hyperpred.predictors.units import UnitLayout
 from hyperpred.predictors.width_agnostic import WidthAgnosticDecoder
+from hyperpred.units import UnitLayout
 
 __all__ = [
     "Predictor",

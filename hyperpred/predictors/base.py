@@ -17,10 +17,10 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from hyperpred.errors import ConfigError
+from hyperpred.registry import build
 from hyperpred.targets.base import TargetFamily
 
 #: Context a predictor may ask for by naming it in its constructor's signature.
@@ -66,12 +66,20 @@ def call_with_context(
 
 
 def build_predictor(
-    cfg: Mapping[str, Any], in_dim: int, out_dim: int, family: TargetFamily, container: Sequence[int]
+    cfg: Mapping[str, Any],
+    in_dim: int,
+    out_dim: int,
+    family: TargetFamily,
+    container: Sequence[int],
+    from_file: bool = False,
 ) -> nn.Module:
-    """Instantiate the ``predictor`` config with the sizes from the data and the context it asks for."""
+    """Instantiate the ``predictor`` config with the sizes from the data and the context it asks for.
+
+    ``from_file``: the config was read from a checkpoint, so only registered classes are built.
+    """
     if not isinstance(cfg, Mapping) or not cfg.get("_target_"):
         raise ConfigError(f"predictor must be a config with a _target_, got {cfg!r}")
-    factory = instantiate(cfg, _partial_=True)
+    factory = build(cfg, "predictor", "predictor", from_file=from_file, partial=True)
     return call_with_context(factory, in_dim, out_dim, family, container)
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from hyperpred.config_schema import require_positive_int
 from hyperpred.errors import ConfigError
 from hyperpred.targets.base import TargetFamily
 
@@ -64,8 +65,7 @@ class Task(ABC):
 
     def __init__(self, n_support: int = 100, n_query: int = 100) -> None:
         for key, value in (("n_support", n_support), ("n_query", n_query)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"task.{key} must be a positive integer, got {value!r}")
+            require_positive_int(f"task.{key}", value)
         self.n_support = n_support
         self.n_query = n_query
 

@@ -19,16 +19,16 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
 
+from hyperpred.config_schema import require_positive_int
 from hyperpred.errors import ConfigError, HyperpredError
+from hyperpred.io import atomic_write_bytes, atomic_write_json
 from hyperpred.metrics import LOSS_KEYS, json_safe
-from hyperpred.zoo.store import atomic_write_bytes, atomic_write_json
+from hyperpred.run.checkpoint import CKPT_KEY
+from hyperpred.utils.ranks import is_global_zero
+from hyperpred.utils.wandb_run import wandb_logger
 
 log = logging.getLogger(__name__)
-
-#: Top-level key of a checkpoint that carries the run's identity (wandb id, git commit, zoo hash).
-CKPT_KEY = "hyperpred_run"
 
 
 def instantiate_list(node: DictConfig | None) -> list[Any]:
@@ -36,11 +36,6 @@ def instantiate_list(node: DictConfig | None) -> list[Any]:
     if not node:
         return []
     return [instantiate(child) for child in node.values() if child is not None and "_target_" in child]
-
-
-def is_global_zero() -> bool:
-    """Rank 0 of a distributed job (Lightning reads RANK/LOCAL_RANK/SLURM_PROCID at import)."""
-    return rank_zero_only.rank == 0
 
 
 # ---------------------------------------------------------------------- provenance
@@ -156,21 +151,8 @@ class RunIdentity(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        from hyperpred.utils.wandb_run import wandb_logger
-
         wl = wandb_logger(trainer.loggers)
         checkpoint[CKPT_KEY] = {**self.info, "wandb_id": wl.version if wl is not None else self.info.get("wandb_id")}
-
-
-def read_checkpoint_identity(ckpt_path: str | Path) -> dict[str, Any]:
-    """The :class:`RunIdentity` record of a checkpoint ({} for checkpoints written without it)."""
-    import torch
-
-    try:
-        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False, mmap=True)
-    except Exception as e:
-        raise ConfigError(f"ckpt_path={ckpt_path}: not a readable checkpoint ({e})") from None
-    return dict(ckpt.get(CKPT_KEY) or {})
 
 
 def check_process_launch(trainer: pl.Trainer) -> None:
@@ -204,8 +186,7 @@ def resolve_num_threads(cfg: DictConfig) -> int | None:
     """
     if cfg.get("num_threads"):
         n = cfg.num_threads
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"num_threads must be a positive integer or null, got {n!r}")
+        require_positive_int("num_threads", n, nullable=True)
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if os.environ.get("SUBMITIT_EXECUTOR") == "local":

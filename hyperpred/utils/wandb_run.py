@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from hyperpred.utils.ranks import is_global_zero
+
 log = logging.getLogger(__name__)
 
 
@@ -54,8 +56,6 @@ def record_provenance(loggers: Iterable[Any], info: dict[str, Any]) -> dict[str,
 
     Returns ``{id, name, group, project, mode, dir}`` of the wandb run, or None without one.
     """
-    from hyperpred.utils.run import is_global_zero
-
     wl = wandb_logger(loggers)
     if wl is None or not is_global_zero():  # other DDP ranks hold a dummy experiment
         return None

@@ -34,12 +34,13 @@ from filelock import FileLock, Timeout
 from torch import Tensor
 
 from hyperpred.errors import ZooFileError
+from hyperpred.io import atomic_write_json
+from hyperpred.seeding import shared_init, stable_seed
 from hyperpred.targets.base import TargetFamily, arch_tensor
 from hyperpred.tasks.base import Task
-from hyperpred.zoo.spec import FORMAT_VERSION, ZooSpec, stable_seed
+from hyperpred.zoo.spec import FORMAT_VERSION, ZooSpec
 from hyperpred.zoo.store import (
     MANIFEST,
-    atomic_write_json,
     read_json,
     read_shard,
     record_name,
@@ -91,18 +92,6 @@ class BuildStats:
     seconds: float = 0.0
     loaded_from_cache: bool = False
     shards_waited: list[int] = field(default_factory=list)  # built by another process while we waited
-
-
-def shared_init(family: TargetFamily, archs: Tensor, container: tuple[int, ...], seed: int) -> dict[str, Tensor]:
-    """One fixed init per distinct architecture (seeded by the architecture), gathered per target."""
-    unique, inverse = torch.unique(archs, dim=0, return_inverse=True)
-    per_arch = [
-        family.init(
-            u.unsqueeze(0), container, torch.Generator().manual_seed(stable_seed(seed, "init", tuple(u.tolist())))
-        )
-        for u in unique
-    ]
-    return {k: torch.cat([p[k] for p in per_arch])[inverse] for k in per_arch[0]}
 
 
 def build_shard(

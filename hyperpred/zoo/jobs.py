@@ -20,8 +20,10 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from hyperpred.config_schema import require_positive_int
 from hyperpred.errors import ConfigError
-from hyperpred.zoo.store import MANIFEST, atomic_write_json
+from hyperpred.io import atomic_write_json
+from hyperpred.zoo.store import MANIFEST
 
 log = logging.getLogger(__name__)
 #: What each build job writes into its output folder, for the sweep callback and for scripts.
@@ -47,8 +49,7 @@ def job_threads(cfg: DictConfig) -> int | None:
     importing Lightning (seconds per job) for it."""
     n = cfg.get("num_threads")
     if n:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"num_threads must be a positive integer or null, got {n!r}")
+        require_positive_int("num_threads", n, nullable=True)
         return n
     return 1 if os.environ.get("SUBMITIT_EXECUTOR") == "local" else None
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hyperpred.config_schema import require_positive_int
 from hyperpred.errors import ConfigError
 
 #: Bump when the on-disk layout, the meaning of a stored tensor, or any kernel's float32 arithmetic
@@ -35,10 +36,7 @@ class TrainRecipe:
             raise ConfigError(f"zoo.steps must be an integer >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ConfigError(f"zoo.lr must be > 0, got {self.lr!r}")
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0
-        ):
-            raise ConfigError(f"zoo.batch_size must be a positive integer or null, got {self.batch_size!r}")
+        require_positive_int("zoo.batch_size", self.batch_size, nullable=True)
 
 
 @dataclass(frozen=True)
@@ -57,9 +55,7 @@ class ZooSpec:
 
     def __post_init__(self) -> None:
         for key in ("num_targets", "shard_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"zoo.{key} must be a positive integer, got {value!r}")
+            require_positive_int(f"zoo.{key}", getattr(self, key))
         if self.init not in INIT_MODES:
             raise ConfigError(f"zoo.init must be one of {list(INIT_MODES)}, got {self.init!r}")
         if not self.archs:
@@ -89,9 +85,3 @@ class ZooSpec:
     @property
     def dirname(self) -> str:
         return f"{self.family['name']}-{self.task['name']}-{self.key[:16]}"
-
-
-def stable_seed(*parts: Any) -> int:
-    """A 63-bit seed from any printable parts, identical across processes and platforms."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

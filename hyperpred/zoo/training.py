@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hyperpred.seeding import stable_seed
 from hyperpred.targets.base import Params, TargetFamily
 from hyperpred.tasks.base import Task
 from hyperpred.zoo.adam import BatchedAdam
 from hyperpred.zoo.kernels import Kernel, select_kernel
-from hyperpred.zoo.spec import TrainRecipe, stable_seed
+from hyperpred.zoo.spec import TrainRecipe
 
 #: Cap on any kernel's chunk budget (``Kernel.chunk_bytes``); tests lower it to force tiny chunks.
 CHUNK_BYTES = 64 * 2**20

@@ -1,0 +1,1 @@
+"""How a run is put together and what it leaves behind: checkpoints (read safely), provenance, metrics."""
