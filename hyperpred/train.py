@@ -18,6 +18,7 @@ from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
 from hyperpred.plots import prediction_grids
+from hyperpred.run_metrics import run_callbacks, run_fit, run_test
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
     RunIdentity,
@@ -118,6 +119,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             {"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}
         )
     )
+    callbacks += run_callbacks(callbacks)  # <monitor>_best (what a sweep optimizes) and results across ddp_spawn
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_process_launch(trainer)
     exit_code = 1
@@ -126,13 +128,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if wandb_info := record_provenance(loggers, info):
             update_run_info(output_dir, wandb=wandb_info)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        # trainer.test() resets callback_metrics: keep the last epoch's train/val values now
-        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+        metrics = run_fit(trainer, module, datamodule, cfg.get("ckpt_path"))  # train/, val/, fit/ values
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-        metrics = dict(fit_metrics)
-        metrics.update(module.test_metrics)
+        metrics.update(run_test(trainer, module, datamodule, best or None))
         metrics["zoo/seconds"] = zoo_info["seconds"]
         metrics["zoo/targets_trained"] = float(zoo_info["targets_trained"])
         if trainer.is_global_zero:

@@ -73,7 +73,7 @@ def test_multirun_ends_with_a_report_naming_the_best_setting(wandb_sweep):
     assert plots and all(p.stat().st_size > 5000 for p in plots)
 
     report = json.loads((wandb_sweep / "report.json").read_text())
-    vals = {r["values"]["optimizer.lr"]: r["val/query_loss"] for r in report["rows"]}
+    vals = {r["values"]["optimizer.lr"]: r["val/query_loss_best"] for r in report["rows"]}  # what sweeps optimize
     per_job = {}
     for job in (p for p in wandb_sweep.iterdir() if p.is_dir() and p.name.isdigit()):
         lr = next(
@@ -81,7 +81,7 @@ def test_multirun_ends_with_a_report_naming_the_best_setting(wandb_sweep):
             for o in yaml.safe_load((job / "overrides.yaml").read_text())
             if o.startswith("optimizer.lr=")
         )
-        per_job.setdefault(lr, []).append(json.loads((job / "metrics.json").read_text())["val/query_loss"])
+        per_job.setdefault(lr, []).append(json.loads((job / "metrics.json").read_text())["val/query_loss_best"])
     for lr, losses in per_job.items():
         assert math.isclose(vals[lr]["mean"], sum(losses) / 2, rel_tol=1e-9) and vals[lr]["n"] == 2
     best_lr = min(per_job, key=lambda lr: sum(per_job[lr]))
@@ -113,6 +113,40 @@ def test_optuna_study_survives_crashed_and_diverged_trials(tmp_path):
     assert best["best_params"]["data.batch_size"] == 16 and best["best_params"]["optimizer.lr"] == 0.001
     assert math.isfinite(best["best_value"])
     assert "Best: " in log and "Failed or diverged jobs" in (sweep / "report.md").read_text()
+
+
+def test_optuna_ranks_trials_by_the_best_checkpoints_validation_value(tmp_path):
+    """Each trial returns its metrics.json's val/query_loss_best, and the study's best trial is their argmin."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    out = run_script(
+        "train.py",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        "optimizer.lr=choice(0.001,0.01,0.1)",
+        "hydra.callbacks.report.plots=false",
+        *SMALL,
+        "logger=none",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = _sweep_dir(tmp_path)
+    study = optuna.load_study(study_name="train", storage=storage)
+    assert len(study.trials) == 3
+    recorded = {}
+    for trial in study.trials:
+        job = sweep / str(trial.number)
+        overrides = yaml.safe_load((job / "overrides.yaml").read_text())
+        assert f"optimizer.lr={trial.params['optimizer.lr']}" in overrides
+        recorded[trial.number] = json.loads((job / "metrics.json").read_text())["val/query_loss_best"]
+        assert trial.value == recorded[trial.number]  # the value returned is the one the run reports
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    argmin = min(recorded, key=recorded.get)
+    assert best["best_value"] == recorded[argmin] and study.best_trial.number == argmin
+    assert best["best_params"]["optimizer.lr"] == study.trials[argmin].params["optimizer.lr"]
 
 
 @pytest.mark.slow
@@ -163,7 +197,7 @@ def test_optuna_search_space_composes():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-    assert cfg.hydra.sweeper.max_failure_rate == 1.0 and cfg.optimized_metric == "val/query_loss"
+    assert cfg.hydra.sweeper.max_failure_rate == 1.0 and cfg.optimized_metric == "val/query_loss_best"
     assert "optimizer.lr" in cfg.hydra.sweeper.params
 
 
