@@ -96,7 +96,9 @@ def run_callbacks(callbacks: list[pl.Callback]) -> list[pl.Callback]:
     return [*(BestValue(m, mode) for m, mode in monitors.items()), CarryResults()]
 
 
-def run_fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None) -> dict[str, float]:
+def run_fit(
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+) -> dict[str, float]:
     """``trainer.fit``, then the last epoch's ``train/``, ``val/`` values, ``<monitor>_best`` and the fit's timing.
 
     ``fit/steps`` is ``trainer.global_step`` at the end (it counts the steps before a resume too);
@@ -116,7 +118,9 @@ def run_fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ck
     return metrics
 
 
-def run_test(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None) -> dict[str, float]:
+def run_test(
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+) -> dict[str, float]:
     """``trainer.test`` and the module's test metrics, also when the test ran in spawned processes."""
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if getattr(module, "test_metrics", None):  # the test ran in this process
