@@ -125,5 +125,7 @@ def run_test(
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if getattr(module, "test_metrics", None):  # the test ran in this process
         return dict(module.test_metrics)
+    if ckpt_path:  # the workers tested these weights; plots made here afterwards must show them too
+        module.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"])
     prefixes = tuple(f"{name}/" for name in getattr(module, "test_split_names", ["test"]))
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefixes)}

@@ -115,6 +115,7 @@ def test_optuna_study_survives_crashed_and_diverged_trials(tmp_path):
     assert "Best: " in log and "Failed or diverged jobs" in (sweep / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_optuna_ranks_trials_by_the_best_checkpoints_validation_value(tmp_path):
     """Each trial returns its metrics.json's val/query_loss_best, and the study's best trial is their argmin."""
     import optuna
