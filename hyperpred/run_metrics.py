@@ -86,13 +86,21 @@ class CarryResults(pl.Callback):
             trainer.callback_metrics[key] = torch.tensor(float(value), dtype=torch.float64)
 
 
-def run_callbacks(callbacks: list[pl.Callback]) -> list[pl.Callback]:
+def run_callbacks(callbacks: list[pl.Callback], optimized_metric: str | None = None) -> list[pl.Callback]:
     """The callbacks train() adds to the configured ones: a :class:`BestValue` per checkpoint monitor, and
-    :class:`CarryResults`."""
+    :class:`CarryResults`.
+
+    An ``optimized_metric`` named ``<monitor>_best`` whose monitor no checkpoint watches (``callbacks=none``)
+    gets its own :class:`BestValue` (``max`` for accuracies), so that a run without checkpoints still
+    reports the value its sweeper asks for.
+    """
     monitors: dict[str, str] = {}
     for cb in callbacks:
         if isinstance(cb, ModelCheckpoint) and cb.monitor:
             monitors.setdefault(cb.monitor, cb.mode)
+    if optimized_metric and optimized_metric.endswith("_best"):
+        monitor = optimized_metric.removesuffix("_best")
+        monitors.setdefault(monitor, "max" if "accuracy" in monitor or monitor.endswith("/acc") else "min")
     return [*(BestValue(m, mode) for m, mode in monitors.items()), CarryResults()]
 
 

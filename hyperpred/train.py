@@ -119,7 +119,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             {"git_commit": info["git_commit"], "zoo_key": zoo_info["key"], "zoo_hash": zoo_info["content_hash"]}
         )
     )
-    callbacks += run_callbacks(callbacks)  # <monitor>_best (what a sweep optimizes) and results across ddp_spawn
+    # <monitor>_best (what a sweep optimizes) and the results that must come back from ddp_spawn's workers
+    callbacks += run_callbacks(callbacks, cfg.get("optimized_metric"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_process_launch(trainer)
     exit_code = 1

@@ -76,3 +76,20 @@ def test_best_value_ignores_nan_and_follows_the_mode():
 def test_optimized_metric_default_names_the_best_value():
     conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "train.yaml")
     assert conf.optimized_metric == "val/query_loss_best"
+
+
+def test_without_checkpoints_the_optimized_best_value_is_still_reported(make_cfg):
+    cfg = make_cfg("callbacks=none", "trainer.max_epochs=2")
+    metrics = train(cfg)
+    assert optimized_value(cfg, metrics) == metrics["val/query_loss_best"] <= metrics["val/query_loss"]
+
+
+def test_run_callbacks_follow_the_checkpoints_and_the_optimized_metric():
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from hyperpred.run_metrics import CarryResults, run_callbacks
+
+    made = run_callbacks([ModelCheckpoint(monitor="val/loss", mode="min")], "val/pred_accuracy_best")
+    best = {cb.monitor: cb.mode for cb in made if isinstance(cb, BestValue)}
+    assert best == {"val/loss": "min", "val/pred_accuracy": "max"} and isinstance(made[-1], CarryResults)
+    assert [type(cb) for cb in run_callbacks([], "val/query_loss")] == [CarryResults]
