@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from hyperpred.cli import run_entry
+from hyperpred.run_paths import absolute_paths
 
 #: The configs inside an installed package (setup.py maps the checkout's conf/ to ``hyperpred/conf``).
 PACKAGED_CONF = "pkg://hyperpred.conf"
@@ -39,6 +40,7 @@ def _train(cfg: DictConfig) -> float | None:
     from hyperpred.extras import apply_extras
 
     run_entry(apply_extras, cfg)  # its checks come before Lightning is even imported
+    absolute_paths(cfg)  # hydra.job.chdir=true: the zoo cache and ckpt_path stay where the command started
 
     from hyperpred.train import train
     from hyperpred.utils.run import optimized_value
@@ -50,13 +52,14 @@ def _train(cfg: DictConfig) -> float | None:
 def _evaluate(cfg: DictConfig) -> None:
     from hyperpred.evaluate import evaluate
 
-    run_entry(evaluate, cfg)
+    run_entry(evaluate, absolute_paths(cfg))
 
 
 def _build_zoo(cfg: DictConfig) -> None:
     from hyperpred.extras import apply_extras
 
     run_entry(apply_extras, cfg)
+    absolute_paths(cfg)
 
     from hyperpred.zoo.jobs import build_zoo
 

@@ -15,6 +15,7 @@ from hyperpred.factory import build_parts
 from hyperpred.plots import prediction_grids
 from hyperpred.run.build import build_datamodule, build_model, build_trainer, plain
 from hyperpred.run.checkpoint import check_resume_checkpoint, read_identity
+from hyperpred.run_metrics import run_fit, run_test
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
     RunIdentity,
@@ -87,14 +88,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if wandb_info := record_provenance(loggers, info):
             update_run_info(output_dir, wandb=wandb_info)
-        # weights_only: Lightning reads the checkpoint as data, as our reader did (hyperpred.run.checkpoint)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        # trainer.test() resets callback_metrics: keep the last epoch's train/val values now
-        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+        # train/, val/, fit/ values; Lightning reads checkpoints as data (weights_only), as hyperpred.run.checkpoint does
+        metrics = run_fit(trainer, module, datamodule, cfg.get("ckpt_path"))
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
-        metrics = dict(fit_metrics)
-        metrics.update(module.test_metrics)
+        metrics.update(run_test(trainer, module, datamodule, best or None))
         metrics["zoo/seconds"] = zoo_info["seconds"]
         metrics["zoo/targets_trained"] = float(zoo_info["targets_trained"])
         if trainer.is_global_zero:

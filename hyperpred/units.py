@@ -136,7 +136,8 @@ class UnitLayout:
             else:
                 v = p.movedim(1 + t.axis, 1)
                 units.append(v.reshape(v.shape[0], v.shape[1], -1))
-        b = next(iter(params.values())).shape[0]
-        return (torch.cat(units, dim=2) if units else torch.zeros(b, 0, 0)), (
-            torch.cat(shared, dim=1) if shared else torch.zeros(b, 0)
+        first = next(iter(params.values()))
+        b, like = first.shape[0], {"dtype": first.dtype, "device": first.device}
+        return (torch.cat(units, dim=2) if units else torch.zeros(b, 0, 0, **like)), (
+            torch.cat(shared, dim=1) if shared else torch.zeros(b, 0, **like)
         )

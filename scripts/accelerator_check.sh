@@ -22,12 +22,13 @@ WORK="$ROOT/outputs/accelerator_check/work"
 WHEELHOUSE="$ROOT/.whl"
 while [ $# -gt 0 ]; do
   case "$1" in
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --cpu) MODE=cpu ;;
     --cpu-full) MODE=cpu-full ;;
     --work) WORK=$2; shift ;;
     --out) OUT=$2; shift ;;
     --wheelhouse) WHEELHOUSE=$2; shift ;;
-    *) echo "accelerator_check.sh: unknown argument '$1' (use --cpu, --cpu-full, --out, --work, --wheelhouse)" >&2
+    *) echo "accelerator_check.sh: unknown argument '$1' (use --cpu, --cpu-full, --out, --work, --wheelhouse, --help)" >&2
        exit 2 ;;
   esac
   shift

@@ -219,7 +219,9 @@ class ZooDataModule(pl.LightningDataModule):
             sampler = SequentialBatchSampler(len(dataset), self.batch_size)
         else:
             sampler = GlobalBatchSampler(len(dataset), self.batch_size, shuffle, self.shuffle_seed, rank, world)
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
+        # pinned host memory: the copy of each batch to a CUDA device can overlap the previous step
+        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=on_cuda)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -1,8 +1,9 @@
 """Stop training at the first non-finite loss or gradient, keeping the last good state on disk.
 
-Checked before the optimizer touches the parameters (``on_before_backward`` for the loss,
-``on_before_optimizer_step`` for the gradients), so the checkpoint written on the way out holds
-parameters that were never updated with a NaN or Inf: resume from it with a smaller lr.
+Checked before the optimizer touches the parameters (``on_before_optimizer_step``: the step's losses
+and every gradient in one check, so that a GPU waits for the host once per step, not once per
+parameter), so the checkpoint written on the way out holds parameters that were never updated with
+a NaN or Inf: resume from it with a smaller lr.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class NonFiniteGuard(pl.Callback):
     def __init__(self, dirpath: str | None = None, filename: str = "last_good.ckpt") -> None:
         self.dirpath = dirpath
         self.filename = filename
+        self._losses: list[Tensor] = []
 
     def _stop(self, trainer: pl.Trainer, what: str) -> None:
         path = Path(self.dirpath or Path(trainer.default_root_dir) / "checkpoints") / self.filename
@@ -35,12 +37,20 @@ class NonFiniteGuard(pl.Callback):
         )
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            self._stop(trainer, f"the training loss is {loss.detach().flatten()[0].item()}")
+        # kept on the device: checked together with the gradients, with one host sync per optimizer step
+        self._losses.append(loss.detach())
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        for name, p in pl_module.named_parameters():
-            if p.grad is not None and not torch.isfinite(p.grad).all():
+        losses, self._losses = self._losses, []
+        grads = [(name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
+        checks = [torch.isfinite(t).all() for t in (*losses, *(g for _, g in grads))]
+        if not checks or bool(torch.stack(checks).all()):  # the only sync of the step on an accelerator
+            return
+        for loss in losses:
+            if not torch.isfinite(loss).all():
+                self._stop(trainer, f"the training loss is {loss.flatten()[0].item()}")
+        for name, g in grads:
+            if not torch.isfinite(g).all():
                 self._stop(trainer, f"the gradient of {name} is not finite")

@@ -170,10 +170,10 @@ class WidthAgnosticDecoder(Predictor):
         container = self.layout.check_container(container if container is not None else self.container)
         archs = batch["archs"]
         widths = self.layout.widths(archs)
-        if bool((widths > container[self.layout.index]).any()):
-            raise ValueError(f"a target is wider than the requested container {container}")
         # only as many unit slots as the widest target of the batch needs; the rest is padding
-        units = int(widths.max()) if len(widths) else 0
+        units = int(widths.max()) if len(widths) else 0  # one host sync per call (a data-dependent shape)
+        if units > container[self.layout.index]:
+            raise ValueError(f"a target is wider than the requested container {container}")
         cond = self.trunk(z)  # [B, C]
         emb = fourier_features(self.coordinates(widths, units), self.num_frequencies)
         if self.width_input:

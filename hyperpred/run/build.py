@@ -19,6 +19,7 @@ from hyperpred.errors import ConfigError
 from hyperpred.factory import Parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
+from hyperpred.run_metrics import run_callbacks
 from hyperpred.utils.run import instantiate_list
 
 
@@ -66,7 +67,8 @@ def build_model(cfg: DictConfig, datamodule: ZooDataModule) -> WeightPredictionM
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> tuple[pl.Trainer, list[Any]]:
     """The trainer of ``cfg.trainer`` with the loggers and callbacks of their groups (plus ``callbacks``)."""
     loggers = instantiate_list(cfg.get("logger"))
-    trainer = instantiate(
-        cfg.trainer, callbacks=[*instantiate_list(cfg.get("callbacks")), *callbacks], logger=loggers or False
-    )
+    callbacks = [*instantiate_list(cfg.get("callbacks")), *callbacks]
+    # <monitor>_best (what a sweep optimizes) and the results that must come back from ddp_spawn's workers
+    callbacks += run_callbacks(callbacks, cfg.get("optimized_metric"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return trainer, loggers

@@ -181,6 +181,14 @@ class ZooBuilder:
         self.device = device
         self._stats_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (ddp_spawn sends the data module, builder included, to its worker processes): no lock."""
+        return {k: v for k, v in self.__dict__.items() if k != "_stats_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._stats_lock = threading.Lock()
+
     # ------------------------------------------------------------------ shards
     def _shard_lock(self, index: int) -> FileLock:
         return FileLock(str(self.folder / f".shard-{index:05d}.lock"))
