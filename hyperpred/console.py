@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from hyperpred.cli import run_entry
-from hyperpred.run_paths import absolute_paths
+from hyperpred.run.paths import absolute_paths
 
 #: The configs inside an installed package (setup.py maps the checkout's conf/ to ``hyperpred/conf``).
 PACKAGED_CONF = "pkg://hyperpred.conf"

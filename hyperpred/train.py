@@ -15,7 +15,7 @@ from hyperpred.factory import build_parts
 from hyperpred.plots import prediction_grids
 from hyperpred.run.build import build_datamodule, build_model, build_trainer, plain
 from hyperpred.run.checkpoint import check_resume_checkpoint, read_identity
-from hyperpred.run_metrics import run_fit, run_test
+from hyperpred.run.fit import run_fit, run_test
 from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
 from hyperpred.utils.run import (
     RunIdentity,
@@ -88,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if wandb_info := record_provenance(loggers, info):
             update_run_info(output_dir, wandb=wandb_info)
-        # train/, val/, fit/ values; Lightning reads checkpoints as data (weights_only), as hyperpred.run.checkpoint does
+        # train/, val/, fit/ values; Lightning reads checkpoints as data (weights_only), as our reader does
         metrics = run_fit(trainer, module, datamodule, cfg.get("ckpt_path"))
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         metrics.update(run_test(trainer, module, datamodule, best or None))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from hyperpred.run_paths import absolute_paths
+from hyperpred.run.paths import absolute_paths
 from tests.conftest import ROOT, TINY
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from hyperpred.run_metrics import BestValue
+from hyperpred.run.fit import BestValue
 from hyperpred.train import train
 from hyperpred.utils.run import optimized_value
 
@@ -87,7 +87,7 @@ def test_without_checkpoints_the_optimized_best_value_is_still_reported(make_cfg
 def test_run_callbacks_follow_the_checkpoints_and_the_optimized_metric():
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from hyperpred.run_metrics import CarryResults, run_callbacks
+    from hyperpred.run.fit import CarryResults, run_callbacks
 
     made = run_callbacks([ModelCheckpoint(monitor="val/loss", mode="min")], "val/pred_accuracy_best")
     best = {cb.monitor: cb.mode for cb in made if isinstance(cb, BestValue)}

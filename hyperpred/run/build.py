@@ -19,7 +19,7 @@ from hyperpred.errors import ConfigError
 from hyperpred.factory import Parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
-from hyperpred.run_metrics import run_callbacks
+from hyperpred.run.fit import run_callbacks
 from hyperpred.utils.run import instantiate_list
 
 
