@@ -6,6 +6,7 @@ from hyperpred.targets.conv_classifier import ConvClassifierFamily
 from hyperpred.targets.linear import LinearFamily
 from hyperpred.targets.mlp import MLPFamily
 from hyperpred.targets.module_family import ModuleFamily
+from hyperpred.targets.sequential import SequentialFamily
 
 __all__ = [
     "Arch",
@@ -17,4 +18,5 @@ __all__ = [
     "ConvClassifierFamily",
     "LinearFamily",
     "ModuleFamily",
+    "SequentialFamily",
 ]
