@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -98,7 +99,7 @@ class ModuleFamily(TargetFamily):
                     f"target.family.input_shape entries must be positive integers or arch field names, got {dim!r}"
                 )
         self._metas: dict[Arch, nn.Module] = {}
-        self._shells: dict[Arch, tuple[nn.Module, dict[str, Tensor]]] = {}
+        self._shells: dict[tuple[Arch, int], tuple[nn.Module, dict[str, Tensor]]] = {}
         self._arch_of_shapes: dict[tuple, Arch] = {}
 
     # ------------------------------------------------------------------ the module at one arch
@@ -117,13 +118,16 @@ class ModuleFamily(TargetFamily):
                 self._metas[arch] = self.build_module(arch)
         return self._metas[arch]
 
-    def _shell(self, arch: Arch) -> tuple[nn.Module, dict[str, Tensor]]:
-        """A real container module in eval mode (its parameters get replaced) and its buffers."""
-        if arch not in self._shells:
+    def module_shell(self, arch: Sequence[int]) -> tuple[nn.Module, dict[str, Tensor]]:
+        """A real module of ``arch`` in eval mode and its buffers (``functional_call`` replaces its parameters)."""
+        # one per thread: functional_call swaps the shell's parameters while it runs, and the zoo
+        # builder trains shards in threads
+        key = (tuple(int(a) for a in arch), threading.get_ident())
+        if key not in self._shells:
             with torch.random.fork_rng(devices=[]):
-                shell = self.build_module(arch).eval()
-            self._shells[arch] = (shell, {k: v.detach() for k, v in shell.named_buffers()})
-        return self._shells[arch]
+                shell = self.build_module(key[0]).eval()
+            self._shells[key] = (shell, {k: v.detach() for k, v in shell.named_buffers()})
+        return self._shells[key]
 
     # ------------------------------------------------------------------ shapes
     def param_shapes(self, arch: Sequence[int]) -> dict[str, tuple[int, ...]]:
@@ -235,7 +239,7 @@ class ModuleFamily(TargetFamily):
 
     def _run(self, params: Params, x: Tensor, collect: bool) -> tuple[Tensor, list[Tensor]]:
         """The container module over every target's parameter set at once (functional_call under vmap)."""
-        shell, buffers = self._shell(self._container_of(params))
+        shell, buffers = self.module_shell(self._container_of(params))
         buffers = {k: v.to(x.device) for k, v in buffers.items()}
         layers = self._activation_layers(shell) if collect else []
 
