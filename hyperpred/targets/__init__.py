@@ -5,6 +5,8 @@ from hyperpred.targets.conv import ConvFamily
 from hyperpred.targets.conv_classifier import ConvClassifierFamily
 from hyperpred.targets.linear import LinearFamily
 from hyperpred.targets.mlp import MLPFamily
+from hyperpred.targets.module_family import ModuleFamily
+from hyperpred.targets.sequential import SequentialFamily
 
 __all__ = [
     "Arch",
@@ -15,4 +17,6 @@ __all__ = [
     "ConvFamily",
     "ConvClassifierFamily",
     "LinearFamily",
+    "ModuleFamily",
+    "SequentialFamily",
 ]

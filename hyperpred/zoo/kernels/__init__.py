@@ -16,6 +16,7 @@ from hyperpred.zoo.kernels.affine import AffineDirectKernel, AffineGramKernel
 from hyperpred.zoo.kernels.autograd import AutogradKernel
 from hyperpred.zoo.kernels.base import Kernel, is_plain_mse, output_grad_
 from hyperpred.zoo.kernels.mlp import MLPClosedFormKernel
+from hyperpred.zoo.kernels.module import ModuleKernel
 from hyperpred.zoo.spec import TrainRecipe
 
 #: Every kernel by name; families added later register theirs with :func:`register_kernel`.
@@ -33,7 +34,7 @@ def register_kernel(cls: type[Kernel], before: str | None = "autograd") -> type[
     return cls
 
 
-for _cls in (AffineGramKernel, MLPClosedFormKernel, AffineDirectKernel, AutogradKernel):
+for _cls in (AffineGramKernel, MLPClosedFormKernel, AffineDirectKernel, ModuleKernel, AutogradKernel):
     register_kernel(_cls, before=None)
 
 
@@ -81,6 +82,7 @@ __all__ = [
     "AffineGramKernel",
     "AutogradKernel",
     "MLPClosedFormKernel",
+    "ModuleKernel",
     "is_plain_mse",
     "output_grad_",
     "register_kernel",

@@ -1,0 +1,76 @@
+"""target=sequential: a YAML layer list as a ModuleFamily, exact against its own nn.Sequential."""
+
+from __future__ import annotations
+
+import pytest
+
+from hyperpred.factory import build_parts
+from hyperpred.targets import SequentialFamily
+from hyperpred.train import train
+from tests.test_module_family import assert_padded_forward_exact
+
+MLP2 = [{"linear": "hidden1"}, "relu", {"linear": "hidden2"}, "relu", {"linear": 1}]
+CNN = [
+    {"conv2d": "c1", "kernel_size": 3, "padding": 1},
+    "relu",
+    {"maxpool2d": 2},
+    {"conv2d": "c2", "kernel_size": 3, "padding": 1},
+    "relu",
+    "global_avgpool",
+    {"linear": "classes"},
+]
+
+
+def test_mlp2_mixed_widths_exact():
+    family = SequentialFamily(MLP2, [1])
+    assert family.arch_fields == ("hidden1", "hidden2")
+    assert family.num_params((40, 40)) == 2 * 40 + 40 * 41 + 41
+    assert_padded_forward_exact(family, [(40, 40), (24, 24), (8, 40), (33, 5)])
+
+
+def test_cnn_layer_list_with_norms_exact():
+    layers = [*CNN[:2], "batchnorm", *CNN[2:]]
+    family = SequentialFamily(layers, [1, 8, 8])
+    assert family.output_shape((4, 6, 3)) == (3,)
+    assert_padded_forward_exact(family, [(2, 3, 2), (4, 6, 3), (3, 2, 3)])
+
+
+def test_width_zero_drops_a_layer_but_depth_cannot_mix_within_a_run():
+    family = SequentialFamily(MLP2, [1])
+    arch = family.arch_from_mapping({"hidden1": 8, "hidden2": 0})
+    assert arch == (8, 0) and family.num_params(arch) == 8 + 8 + 8 + 1
+    assert_padded_forward_exact(family, [(8, 0), (3, 0)])
+    with pytest.raises(ValueError, match="'hidden2' is 0"):
+        family.container([(8, 0), (8, 8)])
+
+
+@pytest.mark.parametrize(
+    ("layers", "match"),
+    [
+        ([{"linear": "h"}, "swish"], r"layers\[1\]='swish' is not a layer"),
+        ([{"linear": "h", "bias": False}], r"layers\[0\]: unknown keys \['bias'\]"),
+        ([{"linear": 1}], "names no width"),
+    ],
+)
+def test_bad_layer_lists_name_the_entry(layers, match):
+    with pytest.raises(ValueError, match=match):
+        SequentialFamily(layers, [1])
+
+
+def test_layernorm_over_a_varying_width_is_refused():
+    family = SequentialFamily([{"linear": "h"}, "layernorm", "relu", {"linear": 1}], [1])
+    with pytest.raises(ValueError, match="LayerNorm.*fixed_fields"):
+        family.container([(4,), (6,)])
+
+
+def test_target_sequential_trains_through_config(make_cfg):
+    cfg = make_cfg(
+        "target=sequential",
+        "target.archs=[{hidden1:8,hidden2:16},{hidden1:16,hidden2:8}]",
+        "target.unseen_archs=[{hidden1:24,hidden2:24}]",
+        "task=sine",
+    )
+    parts = build_parts(cfg)
+    assert parts.container == (24, 24) and parts.family.name == "sequential"
+    metrics = train(cfg)
+    assert 0 < metrics["test_unseen_arch/pred_query_loss"] < float("inf")
