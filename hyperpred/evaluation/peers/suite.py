@@ -147,7 +147,9 @@ class PeerSuite:
             if "accuracy" in res[k]:
                 out[f"maml_accuracy_step{k}"] = nanmean(res[k]["accuracy"])
         last = res[steps[-1]]["loss"]
-        out["maml_diverged"] = float((~torch.isfinite(last) | (last > res[steps[0]]["loss"])).sum())
+        first = res[steps[0]]["loss"]
+        out["maml_diverged"] = float((~torch.isfinite(last) | (last > 10 * first)).sum())  # count of tasks
+        out["maml_worse_share"] = (last > first).float().mean().item()  # adapting made the query loss worse
         out["ratio_vs_maml"] = median_ratio(pred_loss, last)
         out["maml_train_seconds"] = maml.train_seconds
         out["maml_steps"] = float(maml.steps_done)
