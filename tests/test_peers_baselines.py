@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from hyperpred.errors import ConfigError
 from hyperpred.evaluation.peers.cnp import CNP, cnp_query_loss, train_cnp
 from hyperpred.evaluation.peers.curves import finetune_curve
 from hyperpred.evaluation.peers.episodes import EpisodeSource, fresh_episodes
@@ -14,7 +15,6 @@ from hyperpred.evaluation.peers.maml import MAML, MAMLConfig
 from hyperpred.evaluation.peers.memorization import function_distances, memorization_summary
 from hyperpred.evaluation.peers.nearest import nearest_by_features, nearest_by_function
 from hyperpred.evaluation.peers.nets import FamilyNet, StackedMLP, build_net
-from hyperpred.errors import ConfigError
 from hyperpred.targets.mlp import MLPFamily
 from hyperpred.tasks.sine import SineTask
 

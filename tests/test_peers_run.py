@@ -88,3 +88,22 @@ def test_fresh_tasks_trains_on_new_tasks_every_step(make_cfg):
     assert torch.equal(again[0], first[0])
     metrics = train(cfg)
     assert math.isfinite(metrics["test/pred_query_loss"])
+
+
+def test_report_turns_a_k_sweep_into_the_ladder_table(tmp_path):
+    import yaml
+
+    from hyperpred.report import build_report
+
+    sweep = tmp_path / "sweep"
+    for num, k in enumerate((5, 20, 10)):
+        job = sweep / str(num)
+        job.mkdir(parents=True)
+        (job / "overrides.yaml").write_text(yaml.safe_dump([f"task.n_support={k}", "experiment=sine_fewshot"]))
+        metrics = {"test/pred_query_loss": 1.0 / k, "test/maml_query_loss_step10": 2.0 / k, "test/cnp_query_loss": 0.1}
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    md = build_report(sweep).markdown
+    ladder = md.split("## Few-shot ladder")[1].splitlines()
+    assert "| task.n_support | predicted | MAML-10 | CNP |" in ladder
+    rows = [line for line in ladder if line.startswith("| 5") or line.startswith("| 10") or line.startswith("| 20")]
+    assert rows == ["| 5 | 0.2 | 0.4 | 0.1 |", "| 10 | 0.1 | 0.2 | 0.1 |", "| 20 | 0.05 | 0.1 | 0.1 |"]
