@@ -123,3 +123,35 @@ def test_finetune_curve_falls_from_init_and_stays_at_a_solution():
 def test_bad_maml_net_is_a_config_error():
     with pytest.raises(ConfigError, match="baselines.maml.net"):
         build_net("conv", FAMILY, SineTask(), CONTAINER)
+
+
+def test_meta_gradients_match_an_independent_torch_func_computation():
+    """Second order: the exact gradient of the post-adaptation query loss; first order: the query gradient at the
+    adapted weights, applied to the init (what FOMAML means, not joint training on the query loss)."""
+    from torch.func import grad, vmap
+
+    task = SineTask(n_support=10, n_query=20)
+    net = StackedMLP([1, 8, 8, 1], task)
+    ep = {k: v for k, v in _sine_split(5, 3).items() if k != "archs"}
+    ep = {k: v[:, :20] for k, v in ep.items()}
+
+    def task_loss(theta, x, y):
+        return net.loss(theta.unsqueeze(0), x.unsqueeze(0), y.unsqueeze(0))[0]
+
+    def adapted(theta, sx, sy):
+        return theta - 0.01 * grad(task_loss)(theta, sx, sy)
+
+    def post(theta, sx, sy, qx, qy):
+        return task_loss(adapted(theta, sx, sy), qx, qy)
+
+    args = (ep["support_x"], ep["support_y"], ep["query_x"], ep["query_y"])
+    for first_order in (False, True):
+        maml = MAML(net, MAMLConfig(first_order=first_order, inner_lr=0.01))
+        maml.meta_loss(ep).backward()
+        theta = maml.init.detach()
+        if first_order:
+            thetas = vmap(adapted, in_dims=(None, 0, 0))(theta, *args[:2])
+            want = vmap(grad(task_loss))(thetas, *args[2:]).mean(0)
+        else:
+            want = vmap(grad(post), in_dims=(None, 0, 0, 0, 0))(theta, *args).mean(0)
+        torch.testing.assert_close(maml.init.grad, want, rtol=1e-4, atol=1e-6)
