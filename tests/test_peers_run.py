@@ -18,8 +18,10 @@ PEERS = "baselines=[maml,cnp,nearest,memorization,finetune_curve]"
 SMALL = ("baselines.maml.steps=5", "baselines.cnp.steps=5", "baselines.maml.net=[1,8,1]")
 
 
-def test_baselines_are_off_by_default(make_cfg):
+def test_baselines_are_off_by_default_and_any_subset_validates(make_cfg):
     assert not make_cfg().get("baselines")
+    for subset in ("[nearest]", "[cnp,finetune_curve]"):
+        build_parts(make_cfg(f"baselines={subset}"))
 
 
 def test_every_baseline_lands_in_metrics_json_with_its_plots(make_cfg):

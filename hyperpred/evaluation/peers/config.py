@@ -45,6 +45,8 @@ def check_peer_config(cfg: DictConfig) -> None:
             raise ConfigError(f"baselines.maml.net={list(net)!r} must be widths like [1, 40, 40, 1]")
     elif net != "family":
         raise ConfigError(f"baselines.maml.net={net!r} must be 'family' or widths like [1, 40, 40, 1]")
-    steps = OmegaConf.select(cfg, "baselines.finetune_curve.steps", default=[0])
-    if not isinstance(steps, ListConfig) or not all(isinstance(s, int) and s >= 0 for s in steps):
+    steps = OmegaConf.select(cfg, "baselines.finetune_curve.steps", default=None)
+    if steps is not None and (
+        not isinstance(steps, ListConfig) or not all(isinstance(s, int) and s >= 0 for s in steps)
+    ):
         raise ConfigError(f"baselines.finetune_curve.steps must be a list of integers >= 0, got {steps!r}")
