@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hyperpred.errors import ConfigError
+from hyperpred.peer_config import check_peer_config
 
 _ABSENT = object()
 
@@ -111,6 +112,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.val_fraction", "a number in (0, 1)", fraction),
     Rule("data.test_fraction", "a number in (0, 1)", fraction),
     Rule("data.split_seed", "an integer", _int),
+    Rule("data.fresh_tasks", "true or false", lambda v: isinstance(v, bool)),
     Rule("predictor.hidden", "a list of positive integers", list_of(positive_int)),
     Rule("features.noise.size", "a positive integer", positive_int),
     Rule("loss.weight", "a number >= 0", lambda v: _num(v) and v >= 0),
@@ -163,3 +165,4 @@ def check_config(cfg: DictConfig) -> None:
         if not rule.check(value):
             shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
             raise ConfigError(f"{rule.key}={shown!r} is not allowed: it must be {rule.allowed}")
+    check_peer_config(cfg)  # baselines.* and data.fresh_tasks (cross-key checks)

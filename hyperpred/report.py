@@ -21,6 +21,7 @@ import yaml
 from hydra.experimental.callback import Callback
 
 from hyperpred.errors import ConfigError
+from hyperpred.evaluation.peers.ladder import ladder_lines
 from hyperpred.io import atomic_write_bytes, atomic_write_json
 
 #: Metrics shown after the optimized one, when the runs have them.
@@ -230,6 +231,7 @@ def build_report(
             label[0] = f"★ {label[0]}"
             cells[0] = f"**{cells[0]}**"
         lines.append("| " + " | ".join([*label, str(n), *cells]) + " |")
+    lines += ladder_lines(rows, group_keys)  # peer baselines' ladder, when the jobs ran them
     failed = [j for j in jobs if j.metrics is None or (primary and not row_finite(j, primary))]
     if failed:
         lines += ["", "Failed or diverged jobs (not averaged):", ""]

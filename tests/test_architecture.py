@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hyperpred.registry",
             "hyperpred.metrics",
             "hyperpred.config_schema",
+            "hyperpred.peer_config",
             "hyperpred.support",
             "hyperpred.cli",
             "hyperpred.sweep_guard",
@@ -52,6 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hyperpred.plots",
         ),
     ),
+    ("evaluation", ("hyperpred.evaluation",)),
     ("lit", ("hyperpred.lit", "hyperpred.factory", "hyperpred.run.checkpoint")),
     (
         "entry points",

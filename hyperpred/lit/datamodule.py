@@ -94,6 +94,7 @@ class ZooDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         shuffle_seed: int | None = None,
         canonicalize: str | None = None,
+        fresh_tasks: bool = False,
     ) -> None:
         super().__init__()
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
@@ -109,6 +110,7 @@ class ZooDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.fresh_tasks = bool(fresh_tasks)  # train on newly sampled tasks every step (functional loss only)
         self.canonicalize = canonicalize  # sort hidden units of the targets by this key (loss.canonicalize)
         # Batch order depends on (shuffle_seed, epoch) only, so a resumed run replays it exactly.
         self.shuffle_seed = int(torch.initial_seed() if shuffle_seed is None else shuffle_seed) % 2**31
@@ -224,6 +226,25 @@ class ZooDataModule(pl.LightningDataModule):
         return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=on_cuda)
 
     def train_dataloader(self) -> DataLoader:
+        if self.fresh_tasks:
+            from hyperpred.lit.fresh import FreshTaskDataset
+
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            if module is not None and getattr(getattr(module, "objective", None), "weight", 0):
+                raise ConfigError(
+                    "data.fresh_tasks=true has no weight labels: set loss.weight=0 (e.g. loss=functional)"
+                )
+            dataset = FreshTaskDataset(
+                self.splits["train"],
+                self.builder.family,
+                self.builder.task,
+                self.zoo.container,
+                self.features,
+                self.shuffle_seed,
+            )
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+            sampler = GlobalBatchSampler(len(dataset), self.batch_size, True, self.shuffle_seed, rank, world)
+            return DataLoader(dataset, sampler=sampler, batch_size=None)
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

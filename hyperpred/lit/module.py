@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
+from hyperpred.evaluation.peers import run_peers
 from hyperpred.finetune import finetune_steps
 from hyperpred.lit.sampler import first_occurrences
 from hyperpred.losses import PredictionLoss, masked_weight_mse
@@ -267,6 +269,13 @@ class WeightPredictionModule(pl.LightningModule):
             "zoo_mean_accuracy": torch.where(has_mean, self.query_accuracy(mean, batch), nan),
         }
 
+    def on_fit_start(self) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_fit_end(self) -> None:
+        """Wall time of fit, reported next to the peer baselines' training time."""
+        self.fit_seconds = time.perf_counter() - getattr(self, "_fit_start", time.perf_counter())
+
     def on_test_epoch_start(self) -> None:
         self._test_outputs = {}
         self._finetune_inputs = {}
@@ -286,6 +295,7 @@ class WeightPredictionModule(pl.LightningModule):
             per_target = {k: v[keep] for k, v in per_target.items()}
             split = self.test_split_names[idx]
             summary = {f"{split}/{k}": v for k, v in summarize(per_target).items()}
+            summary.update(run_peers(self, split))  # peer baselines (run_config.baselines), {} when none
             self.test_metrics.update(summary)
             self.log_dict({k: v for k, v in summary.items() if v == v}, add_dataloader_idx=False, sync_dist=False)
 

@@ -1,0 +1,1 @@
+"""Evaluation beyond the training objective: peer baselines, fine-tuning curves, memorization audits."""
