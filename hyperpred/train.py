@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hyperpred.errors import ConfigError
 from hyperpred.evaluate import print_accuracy_and_timing
+from hyperpred.extras import check_before_run
 from hyperpred.factory import build_parts
 from hyperpred.plots import prediction_grids
 from hyperpred.run.build import build_datamodule, build_model, build_trainer, plain
@@ -49,6 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
     parts = build_parts(cfg)  # validates everything cheap; nothing trained yet
+    check_before_run(cfg)  # WANDB_MODE, loggers' packages, callback needs: also when train() is called from Python
     if cfg.get("ckpt_path"):  # a truncated file or another family's checkpoint fails here, in one line
         check_resume_checkpoint(cfg.ckpt_path, family=plain(cfg.target.family), task=plain(cfg.task))
     identity = read_identity(cfg.ckpt_path) if cfg.get("ckpt_path") else {}
@@ -73,7 +75,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     info = write_run_info(
         output_dir,
         cfg,
-        {"zoo": zoo_info, "feature_dims": parts.features.dims, "seed": cfg.seed, "resumed_from": cfg.get("ckpt_path")},
+        {
+            "zoo": zoo_info,
+            "feature_dims": parts.features.dims,
+            "seed": cfg.seed,
+            "tags": list(cfg.get("tags") or []),
+            "resumed_from": cfg.get("ckpt_path"),
+        },
     )
 
     prepare_wandb_config(cfg, identity.get("wandb_id"))  # sweep group, and the same wandb run when resuming

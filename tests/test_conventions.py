@@ -4,6 +4,7 @@ MLflow, an empty WANDB_MODE, and every experiment under fast_dev_run."""
 from __future__ import annotations
 
 import csv
+import json
 import struct
 import warnings
 from pathlib import Path
@@ -82,6 +83,7 @@ def test_callback_choices_compose_with_the_default_ones_and_run(make_cfg, capsys
         (hparams,) = (out / logger).rglob("hparams.yaml")
         assert yaml.safe_load(hparams.read_text())["tags"] == ["conventions", "tiny"], logger
     assert tensorboard_texts(out / "tensorboard")["tags/text_summary"] == "conventions, tiny"
+    assert json.loads((out / "run.json").read_text())["tags"] == ["conventions", "tiny"]
 
 
 @pytest.mark.parametrize(
