@@ -105,7 +105,7 @@ def run_callbacks(callbacks: list[pl.Callback], optimized_metric: str | None = N
 
 
 def run_fit(
-    trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None, **fit_kwargs: Any
 ) -> dict[str, float]:
     """``trainer.fit``, then the last epoch's ``train/``, ``val/`` values, ``<monitor>_best`` and the fit's timing.
 
@@ -113,7 +113,7 @@ def run_fit(
     ``fit/steps_per_second`` counts only the steps of this call.
     """
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, **fit_kwargs)
     seconds = time.perf_counter() - t0
     # trainer.test() resets callback_metrics: keep them now
     cm = trainer.callback_metrics
@@ -127,10 +127,10 @@ def run_fit(
 
 
 def run_test(
-    trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None, **test_kwargs: Any
 ) -> dict[str, float]:
     """``trainer.test`` and the module's test metrics, also when the test ran in spawned processes."""
-    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, **test_kwargs)
     if getattr(module, "test_metrics", None):  # the test ran in this process
         return dict(module.test_metrics)
     if ckpt_path:  # the workers tested these weights; plots made here afterwards must show them too
