@@ -63,14 +63,18 @@ def test_layernorm_over_a_varying_width_is_refused():
         family.container([(4,), (6,)])
 
 
-def test_target_sequential_trains_through_config(make_cfg):
+def test_target_sequential_trains_through_config_with_a_width_agnostic_layer(make_cfg):
+    # the existing decoder generates one width field's units (here the second hidden layer); the
+    # other widths are padded like any flat vector (predictor=mlp: tests/test_module_family.py)
     cfg = make_cfg(
         "target=sequential",
         "target.archs=[{hidden1:8,hidden2:16},{hidden1:16,hidden2:8}]",
-        "target.unseen_archs=[{hidden1:24,hidden2:24}]",
+        "target.unseen_archs=[{hidden1:16,hidden2:24}]",
         "task=sine",
+        "predictor=width_agnostic",
+        "predictor.width_field=hidden2",
     )
     parts = build_parts(cfg)
-    assert parts.container == (24, 24) and parts.family.name == "sequential"
+    assert parts.container == (16, 24) and parts.family.name == "sequential"
     metrics = train(cfg)
     assert 0 < metrics["test_unseen_arch/pred_query_loss"] < float("inf")
