@@ -78,3 +78,30 @@ def test_target_sequential_trains_through_config_with_a_width_agnostic_layer(mak
     assert parts.container == (16, 24) and parts.family.name == "sequential"
     metrics = train(cfg)
     assert 0 < metrics["test_unseen_arch/pred_query_loss"] < float("inf")
+
+
+def test_layer_by_layer_canonicalization_of_a_two_hidden_layer_network():
+    import torch
+
+    from hyperpred.predictors.units import UnitLayout
+    from hyperpred.symmetry import canonicalize_layers, hidden_width_fields, permute_units
+    from hyperpred.targets import arch_tensor
+
+    family = SequentialFamily(MLP2, [1])
+    archs = [(6, 5), (4, 5), (6, 3)]
+    container, a = family.container(archs), arch_tensor(archs)
+    assert hidden_width_fields(family, container) == ["hidden1", "hidden2"]
+    params = family.init(a, container, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    shuffled = params
+    for field, index in (("hidden1", 0), ("hidden2", 1)):  # a random permutation of each target's real units
+        layout = UnitLayout(family, container, field)
+        keys = torch.rand(len(archs), container[index], generator=g)
+        keys = torch.where(torch.arange(container[index]) < a[:, index : index + 1], keys, torch.tensor(2.0))
+        shuffled = permute_units(layout, shuffled, keys.argsort(1))
+    x = torch.randn(len(archs), 9, 1, generator=g)
+    torch.testing.assert_close(family.forward(shuffled, x), family.forward(params, x))  # same functions
+    assert not torch.equal(family.flatten(shuffled), family.flatten(params))
+    one, two = canonicalize_layers(family, params, a, container), canonicalize_layers(family, shuffled, a, container)
+    torch.testing.assert_close(family.flatten(one), family.flatten(two))
+    torch.testing.assert_close(family.forward(one, x), family.forward(params, x))
