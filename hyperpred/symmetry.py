@@ -106,3 +106,28 @@ def canonicalize_flat(
 ) -> Tensor:
     """:func:`canonicalize` on flat ``[B, P]`` parameters."""
     return family.flatten(canonicalize(family, family.unflatten(flat, container), archs, container, key))
+
+
+def hidden_width_fields(family: TargetFamily, container: Sequence[int]) -> list[str]:
+    """The architecture fields whose units are hidden (permutable), in order: one per hidden layer."""
+    fields = [f for f in family.arch_fields if f not in family.fixed_fields]
+    return [f for f in fields if UnitLayout(family, container, f).hidden]
+
+
+def canonicalize_layers(
+    family: TargetFamily, params: Params, archs: Tensor, container: Sequence[int], key: str = "incoming_norm"
+) -> Params:
+    """:func:`canonicalize` applied to every hidden layer in turn, for networks of any depth.
+
+    Permuting one layer's units permutes the columns of the next layer's weights, which leaves that
+    layer's ``incoming_norm`` (the norm of each unit's incoming weights) unchanged, so sorting the
+    layers one after another gives one canonical form per function class. ``hinge`` needs one
+    scalar input per unit, so it applies to a first layer on 1-D inputs only (an error names it).
+    Families whose widths are all outputs have nothing to canonicalize (an error says so).
+    """
+    fields = hidden_width_fields(family, container)
+    if not fields:
+        raise ConfigError(f"family '{family.name}' has no hidden width field: nothing to canonicalize")
+    for field in fields:
+        params = canonicalize(family, params, archs, container, key, field)
+    return params

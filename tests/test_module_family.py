@@ -167,3 +167,20 @@ def test_module_defined_in_a_test_file_works_through_config_alone(make_cfg):
     metrics = train(cfg)
     for split in ("test", "test_unseen_arch"):
         assert 0 < metrics[f"{split}/pred_query_loss"] < float("inf"), metrics
+
+
+def test_activations_are_per_layer_with_positions_pooled():
+    # SmallCNN calls torch.relu, not nn.ReLU: the layers read are then its parameterized layers but the last
+    family = ModuleFamily(SmallCNN, ["c1", "c2", "classes"], [1, 8, 8])
+    archs = [(2, 3, 2), (4, 5, 3)]
+    a, container = arch_tensor(archs), family.container(archs)
+    params = family.init(a, container, torch.Generator().manual_seed(0))
+    x = torch.randn(2, 6, 1, 8, 8)
+    acts = family.activations(params, x, a)
+    assert [t.shape for t in acts] == [(2, 6, 4), (2, 6, 5), (2, 6, 3)]
+    conv1 = family.to_module(archs[0], {k: v[0] for k, v in params.items()}).conv1
+    torch.testing.assert_close(acts[0][0, :, :2], conv1(x[0]).mean((-2, -1)), rtol=1e-5, atol=1e-6)
+    # nn.ReLU layers are what a Sequential network reports: one per hidden layer, then the output
+    mlp = ModuleFamily(functools.partial(DeepMLP, depth=3, act="ReLU"), ["width1", "width2", "width3"], [1])
+    p = mlp.init(arch_tensor([(3, 4, 5)]), (3, 4, 5), torch.Generator().manual_seed(0))
+    assert [t.shape[-1] for t in mlp.activations(p, torch.randn(1, 7, 1))] == [3, 4, 5, 1]

@@ -63,14 +63,45 @@ def test_layernorm_over_a_varying_width_is_refused():
         family.container([(4,), (6,)])
 
 
-def test_target_sequential_trains_through_config(make_cfg):
+def test_target_sequential_trains_through_config_with_a_width_agnostic_layer(make_cfg):
+    # the existing decoder generates one width field's units (here the second hidden layer); the
+    # other widths are padded like any flat vector (predictor=mlp: tests/test_module_family.py)
     cfg = make_cfg(
         "target=sequential",
         "target.archs=[{hidden1:8,hidden2:16},{hidden1:16,hidden2:8}]",
-        "target.unseen_archs=[{hidden1:24,hidden2:24}]",
+        "target.unseen_archs=[{hidden1:16,hidden2:24}]",
         "task=sine",
+        "predictor=width_agnostic",
+        "predictor.width_field=hidden2",
     )
     parts = build_parts(cfg)
-    assert parts.container == (24, 24) and parts.family.name == "sequential"
+    assert parts.container == (16, 24) and parts.family.name == "sequential"
     metrics = train(cfg)
     assert 0 < metrics["test_unseen_arch/pred_query_loss"] < float("inf")
+
+
+def test_layer_by_layer_canonicalization_of_a_two_hidden_layer_network():
+    import torch
+
+    from hyperpred.predictors.units import UnitLayout
+    from hyperpred.symmetry import canonicalize_layers, hidden_width_fields, permute_units
+    from hyperpred.targets import arch_tensor
+
+    family = SequentialFamily(MLP2, [1])
+    archs = [(6, 5), (4, 5), (6, 3)]
+    container, a = family.container(archs), arch_tensor(archs)
+    assert hidden_width_fields(family, container) == ["hidden1", "hidden2"]
+    params = family.init(a, container, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    shuffled = params
+    for field, index in (("hidden1", 0), ("hidden2", 1)):  # a random permutation of each target's real units
+        layout = UnitLayout(family, container, field)
+        keys = torch.rand(len(archs), container[index], generator=g)
+        keys = torch.where(torch.arange(container[index]) < a[:, index : index + 1], keys, torch.tensor(2.0))
+        shuffled = permute_units(layout, shuffled, keys.argsort(1))
+    x = torch.randn(len(archs), 9, 1, generator=g)
+    torch.testing.assert_close(family.forward(shuffled, x), family.forward(params, x))  # same functions
+    assert not torch.equal(family.flatten(shuffled), family.flatten(params))
+    one, two = canonicalize_layers(family, params, a, container), canonicalize_layers(family, shuffled, a, container)
+    torch.testing.assert_close(family.flatten(one), family.flatten(two))
+    torch.testing.assert_close(family.forward(one, x), family.forward(params, x))
