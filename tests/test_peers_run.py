@@ -57,6 +57,13 @@ def test_every_baseline_lands_in_metrics_json_with_its_plots(make_cfg):
     assert (plots / "test_finetune_curve.png").stat().st_size > 0
 
 
+def test_fast_dev_run_cuts_the_peers_training_to_a_smoke_budget(make_cfg):
+    """``trainer.fast_dev_run`` checks that a run works: MAML and the CNP train for 2 steps, not their budgets."""
+    metrics = train(make_cfg("baselines=[maml,cnp]", "baselines.maml.net=[1,8,1]", "++trainer.fast_dev_run=true"))
+    assert metrics["test/maml_steps"] == 2 and metrics["test/cnp_steps"] == 2
+    assert math.isfinite(metrics["test/maml_query_loss_step10"]) and math.isfinite(metrics["test/cnp_query_loss"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [

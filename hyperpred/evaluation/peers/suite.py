@@ -257,11 +257,29 @@ class PeerSuite:
         return out
 
 
+#: Training budgets of MAML and the CNP under ``trainer.fast_dev_run``: enough to run every line once.
+SMOKE_STEPS = 2
+
+
+def smoke_budget(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with MAML's and the CNP's training cut to :data:`SMOKE_STEPS`.
+
+    ``fast_dev_run`` asks whether a run works end to end, in seconds; the peers' own training budgets
+    (thousands of meta-iterations) would otherwise make a smoke test of ``sine_fewshot`` take an hour.
+    """
+    return {
+        k: ({**v, "steps": min(int(v.get("steps", SMOKE_STEPS)), SMOKE_STEPS)} if k in ("maml", "cnp") else v)
+        for k, v in cfg.items()
+    }
+
+
 def run_peers(module: Any, split: str) -> dict[str, float]:
     """The configured baselines (``run_config.baselines``) on ``split`` of the module's datamodule; {} when none."""
     run_config = module.hparams.get("run_config") or {}
     cfg = run_config.get("baselines") or {}
     trainer = getattr(module, "_trainer", None)
+    if cfg and trainer is not None and getattr(trainer, "fast_dev_run", False):
+        cfg = smoke_budget(dict(cfg))
     dm = getattr(trainer, "datamodule", None) if trainer is not None else None
     if not cfg or dm is None or "train" not in getattr(dm, "splits", {}) or split not in dm.splits:
         return {}
