@@ -188,3 +188,14 @@ def test_no_import_cycle_even_through_function_local_imports():
 def test_the_checker_sees_imports(module):
     """A guard against a checker that passes because it reads nothing."""
     assert GRAPH[module], module
+
+
+def test_every_module_imports():
+    """A name moved to another module (``from hyperpred.zoo.spec import stable_seed``) fails here, not in a run."""
+    import importlib
+    import pkgutil
+
+    import hyperpred
+
+    for info in pkgutil.walk_packages(hyperpred.__path__, "hyperpred."):
+        importlib.import_module(info.name)

@@ -15,9 +15,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hyperpred.features.base import FeatureSet
+from hyperpred.seeding import stable_seed
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task
-from hyperpred.zoo.spec import stable_seed
 
 
 class FreshTaskDataset(Dataset):
