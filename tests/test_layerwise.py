@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import torch
 
 from hyperpred.predictors import LayerwiseDecoder
@@ -66,8 +69,11 @@ def test_trains_through_config_and_improves_the_query_loss(make_cfg):
         "predictor.hidden=[32]",
         "predictor.unit_hidden=[16,16]",
         "loss=functional",
-        "trainer.max_epochs=3",
+        "trainer.max_epochs=4",
+        "logger=csv",
     )
     metrics = train(cfg)
-    print(metrics)
+    (log,) = (Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")
+    losses = [float(r["val/query_loss"]) for r in csv.DictReader(log.open()) if r.get("val/query_loss")]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses
     assert 0 < metrics["test_unseen_arch/pred_query_loss"] < float("inf")

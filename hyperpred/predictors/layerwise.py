@@ -27,6 +27,7 @@ architecture are exactly zero in the output.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -65,6 +66,7 @@ class LayerwiseDecoder(Predictor):
         activation: str = "gelu",
         data_units: bool = True,
         grid_spread: float | None = 2.0,
+        init_gain: float = 4.0,
     ) -> None:
         super().__init__()
         if not unit_hidden:
@@ -88,6 +90,8 @@ class LayerwiseDecoder(Predictor):
         self.grid_spread = grid_spread if len(shapes[self.first]) == 2 else None
         self.trunk, cond = mlp(in_dim, hidden, activation)
         self.embedding = nn.Parameter(torch.randn(len(self.names), embed_dim) * 0.1)
+        # per-tensor learned gain: a freshly built g is O(0.1), and depth compounds it (an O(1e-3) output)
+        self.log_gain = nn.Parameter(torch.full((len(self.names),), math.log(init_gain)))
         ff = 1 + 2 * num_frequencies
         first = int(unit_hidden[0])
         self.act = ACTIVATIONS[activation]()
@@ -186,13 +190,13 @@ class LayerwiseDecoder(Predictor):
         params: dict[str, Tensor] = {}
         bias_of_first = self.names[self.names.index(self.first) + 1] if self.grid_spread is not None else None
         for idx, name in enumerate(self.names):  # a loop over the few tensors, vectorized over targets and units
-            shape, e = shapes[name], self.embedding[idx]
+            shape, e, gain = shapes[name], self.embedding[idx], self.log_gain[idx].exp()
             if name in self.kernel_dims:
-                p = self._weight(cond, e, shape, real[name])
+                p = gain * self._weight(cond, e, shape, real[name])
                 if name == self.first and self.grid_spread is not None:
                     p = p + self._template(name, shape[0], real[name]) / real[name][:, 1].view(-1, 1, 1)
             else:
-                p = self._vector(cond, e, shape[0], real[name])
+                p = gain * self._vector(cond, e, shape[0], real[name])
                 if name == bias_of_first and len(shape) == 1:
                     p = p + self._template(name, shape[0], real[name])
             if self.data_units and name == self.first:
