@@ -7,8 +7,8 @@
 """
 
 from hyperpred.predictors.base import Predictor, build_predictor, call_with_context
-from hyperpred.predictors.layerwise import LayerwiseDecoder
 from hyperpred.predictors.conditioned import SetConditionedPredictor
+from hyperpred.predictors.layerwise import LayerwiseDecoder
 from hyperpred.predictors.mlp import MLPPredictor
 from hyperpred.predictors.set_encoder import SetEncoder
 from hyperpred.predictors.width_agnostic import WidthAgnosticDecoder

@@ -125,9 +125,7 @@ class LayerwiseDecoder(Predictor):
         """``{name: [B, dims]}`` each target's own tensor shape (one ``param_shapes`` per distinct arch)."""
         uniq, inverse = torch.unique(archs.cpu(), dim=0, return_inverse=True)
         rows = [self.family.param_shapes(tuple(int(v) for v in u)) for u in uniq]
-        return {
-            n: torch.tensor([r[n] for r in rows], dtype=torch.long)[inverse].to(archs.device) for n in self.names
-        }
+        return {n: torch.tensor([r[n] for r in rows], dtype=torch.long)[inverse].to(archs.device) for n in self.names}
 
     def _generate(self, kind: str, ctx: Tensor, pre: Tensor) -> Tensor:
         """The shared network's value on a grid whose first-layer pre-activation is ``pre [B, ..., F]``."""
@@ -183,7 +181,9 @@ class LayerwiseDecoder(Predictor):
         archs = batch["archs"]
         shapes = self.family.param_shapes(container)
         if list(shapes) != self.names:
-            raise ValueError(f"container {container} has tensors {list(shapes)}, the decoder was built for {self.names}")
+            raise ValueError(
+                f"container {container} has tensors {list(shapes)}, the decoder was built for {self.names}"
+            )
         real = self._real_shapes(archs)
         masks = self.family.param_masks(archs, container)
         cond = self.trunk(z)
@@ -207,4 +207,3 @@ class LayerwiseDecoder(Predictor):
                 p = p * self.y_scale + self.y_shift
             params[name] = torch.where(masks[name].to(p.device), p, torch.zeros((), dtype=p.dtype, device=p.device))
         return self.family.flatten(params)
-
