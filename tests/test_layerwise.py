@@ -51,12 +51,14 @@ def test_widths_beyond_the_container_keep_the_function_scale():
         wider = decoder(z, {"archs": torch.tensor([[64, 96]] * 8)}, container=(64, 96))
     assert wide.shape[1] == family.num_params((64, 40)) and torch.isfinite(wide).all() and torch.isfinite(wider).all()
     y_in = family.forward(family.unflatten(inside, (40, 40)), x)
+    shape_in = y_in.std(dim=1).mean()  # how much each predicted function varies over x
+    assert shape_in > 0
     for flat, box in ((wide, (64, 40)), (wider, (64, 96))):
         y = family.forward(family.unflatten(flat, box), x)
-        ratio = float(y.std() / y_in.std())
+        ratio = float(y.std(dim=1).mean() / shape_in)
         assert 0.5 < ratio < 2.0, (box, ratio)
-        # mean field: the wider network computes nearly the same function, not only the same scale
-        assert float((y - y_in).abs().mean()) < 0.5 * float(y_in.abs().mean() + y_in.std())
+        # mean field: the wider network computes nearly the same function, not only one of the same scale
+        assert float((y - y_in).abs().mean() / shape_in) < 0.25, box
 
 
 def test_trains_through_config_and_improves_the_query_loss(make_cfg):
