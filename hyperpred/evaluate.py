@@ -10,7 +10,6 @@ target with the zoo's own recipe, for the whole split at once and for a single t
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from hyperpred.api import TrainedPredictor, load_predictor
 from hyperpred.errors import ConfigError
 from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import TensorDictDataset
+from hyperpred.metrics import best_seconds
 from hyperpred.run.build import build_datamodule
 from hyperpred.utils.run import print_metrics_table, resolve_num_threads, write_metrics, write_run_info
 from hyperpred.zoo.spec import TrainRecipe
@@ -46,16 +46,6 @@ def run_config_of(predictor: TrainedPredictor, cfg: DictConfig) -> DictConfig:
         run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
         run_cfg.zoo.progress = bool(cfg.get("progress", False))
     return run_cfg
-
-
-def _seconds(fn: Any, repeats: int = 1) -> float:
-    """Best wall time of ``repeats`` calls (the first call may pay one-off costs)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def time_predict_vs_train(
@@ -90,10 +80,10 @@ def time_predict_vs_train(
 
     everything, first = slice(None), slice(0, 1)
     out = {
-        "predict_seconds": _seconds(lambda: predict(everything), 3),
-        "train_seconds": _seconds(lambda: train(everything)),
-        "predict_one_seconds": _seconds(lambda: predict(first), 5),
-        "train_one_seconds": _seconds(lambda: train(first), 3),
+        "predict_seconds": best_seconds(lambda: predict(everything), 3),
+        "train_seconds": best_seconds(lambda: train(everything)),
+        "predict_one_seconds": best_seconds(lambda: predict(first), 5),
+        "train_one_seconds": best_seconds(lambda: train(first), 3),
         "train_steps": float(recipe.steps),
     }
     out["speedup"] = out["train_seconds"] / max(out["predict_seconds"], 1e-12)

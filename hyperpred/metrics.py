@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,3 +74,13 @@ def summarize_finetune(fraction: Tensor, reached: Tensor | None = None) -> dict[
 def json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
     """NaN/Inf become null: strict JSON has no NaN."""
     return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int = 1) -> float:
+    """Best wall time of ``repeats`` calls (the first call may pay one-off costs)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best

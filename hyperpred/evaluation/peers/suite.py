@@ -25,6 +25,7 @@ from hyperpred.evaluation.peers.maml import MAML, MAMLConfig
 from hyperpred.evaluation.peers.memorization import function_distances, memorization_summary
 from hyperpred.evaluation.peers.nearest import nearest_by_features, nearest_by_function
 from hyperpred.evaluation.peers.nets import FamilyNet, build_net
+from hyperpred.metrics import best_seconds
 from hyperpred.peer_config import KNOWN
 from hyperpred.zoo.training import per_target_loss
 
@@ -41,15 +42,6 @@ def median_ratio(num: Tensor, den: Tensor) -> float:
 def nanmean(x: Tensor) -> float:
     ok = torch.isfinite(x)
     return x[ok].mean().item() if ok.any() else float("nan")
-
-
-def _timed(fn: Any, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 class PeerSuite:
@@ -163,8 +155,8 @@ class PeerSuite:
         n_points = b["query_x"].shape[0] * b["query_x"].shape[1]
         params = self.family.unflatten(pred.detach(), self.container)
         with torch.no_grad():
-            cnp_s = _timed(lambda: cnp(b["support_x"], b["support_y"], b["query_x"]))
-            pred_s = _timed(lambda: self.family.forward(params, b["query_x"], test["archs"]))
+            cnp_s = best_seconds(lambda: cnp(b["support_x"], b["support_y"], b["query_x"]), 3)
+            pred_s = best_seconds(lambda: self.family.forward(params, b["query_x"], test["archs"]), 3)
         out = {
             "cnp_query_loss": nanmean(loss),
             "ratio_vs_cnp": median_ratio(pred_loss, loss),
