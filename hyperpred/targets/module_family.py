@@ -118,6 +118,10 @@ class ModuleFamily(TargetFamily):
                 self._metas[arch] = self.build_module(arch)
         return self._metas[arch]
 
+    def meta_module(self, arch: Sequence[int]) -> nn.Module:
+        """The module of ``arch`` on the meta device (for reading its structure; do not run it)."""
+        return self._meta(arch)
+
     def module_shell(self, arch: Sequence[int]) -> tuple[nn.Module, dict[str, Tensor]]:
         """A real module of ``arch`` in eval mode and its buffers (``functional_call`` replaces its parameters)."""
         # one per thread: functional_call swaps the shell's parameters while it runs, and the zoo
