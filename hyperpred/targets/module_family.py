@@ -40,6 +40,9 @@ from hyperpred.targets.base import Arch, Params, TargetFamily
 
 #: Layers that normalize across their features: a padded width there changes the function.
 _CROSS_UNIT_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+#: Held while a module is built under the global RNG: the zoo builder trains shards in threads, and
+#: one thread's ``manual_seed`` must not be consumed by another thread's module construction.
+_GLOBAL_RNG = threading.Lock()
 #: Leaf layers whose output is not a new representation (skipped when collecting activations).
 _PASSIVE = (nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity)
 
@@ -128,7 +131,7 @@ class ModuleFamily(TargetFamily):
         # builder trains shards in threads
         key = (tuple(int(a) for a in arch), threading.get_ident())
         if key not in self._shells:
-            with torch.random.fork_rng(devices=[]):
+            with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
                 shell = self.build_module(key[0]).eval()
             self._shells[key] = (shell, {k: v.detach() for k, v in shell.named_buffers()})
         return self._shells[key]
@@ -227,7 +230,7 @@ class ModuleFamily(TargetFamily):
         seeds = torch.randint(2**62, (batch,), generator=generator).tolist()
         out = {k: torch.zeros(batch, *s) for k, s in self.param_shapes(container).items()}
         for i, (row, seed) in enumerate(zip(archs.tolist(), seeds)):
-            with torch.random.fork_rng(devices=[]):
+            with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 module = self.build_module(row)
             for name, p in module.named_parameters():
