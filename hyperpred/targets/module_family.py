@@ -229,12 +229,11 @@ class ModuleFamily(TargetFamily):
         batch = archs.shape[0]
         seeds = torch.randint(2**62, (batch,), generator=generator).tolist()
         out = {k: torch.zeros(batch, *s) for k, s in self.param_shapes(container).items()}
-        for i, (row, seed) in enumerate(zip(archs.tolist(), seeds)):
-            with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                module = self.build_module(row)
-            for name, p in module.named_parameters():
-                out[name][(i, *_prefix(p.shape))] = p.detach()
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+            for i, (row, seed) in enumerate(zip(archs.tolist(), seeds)):
+                torch.default_generator.manual_seed(seed)  # torch.manual_seed also seeds CUDA/XPU: 0.5 ms more
+                for name, p in self.build_module(row).named_parameters():
+                    out[name][(i, *_prefix(p.shape))] = p.detach()
         return out
 
     # ------------------------------------------------------------------ computation
