@@ -104,6 +104,7 @@ class ModuleFamily(TargetFamily):
         self._metas: dict[Arch, nn.Module] = {}
         self._shells: dict[tuple[Arch, int], tuple[nn.Module, dict[str, Tensor]]] = {}
         self._arch_of_shapes: dict[tuple, Arch] = {}
+        self._out_shapes: dict[Arch, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------ the module at one arch
     def _kwargs(self, arch: Sequence[int]) -> dict[str, int]:
@@ -148,6 +149,12 @@ class ModuleFamily(TargetFamily):
         return tuple(values[d] if isinstance(d, str) else int(d) for d in self._input_spec)
 
     def output_shape(self, arch: Sequence[int]) -> tuple[int, ...]:
+        arch = tuple(int(a) for a in arch)
+        if arch not in self._out_shapes:  # a meta-device forward costs ~10 ms; every zoo chunk asks
+            self._out_shapes[arch] = self._run_meta(arch)
+        return self._out_shapes[arch]
+
+    def _run_meta(self, arch: Arch) -> tuple[int, ...]:
         meta = self._meta(arch)
         try:
             with torch.no_grad():
