@@ -172,7 +172,7 @@ def build_parts(cfg: DictConfig, progress: bool | None = None, from_file: bool =
     show = bool(z.get("progress", False)) if progress is None else progress
     strategy, device = str(z.get("strategy") or "auto"), z.get("device") or None
     select_kernel(
-        family, task, recipe, device, strategy
+        family, task, recipe, device, strategy, container
     )  # a bad zoo.strategy or zoo.device fails here, before any work
     builder = ZooBuilder(family, task, spec, Path(cfg.paths.cache_dir), progress=show, strategy=strategy, device=device)
     return Parts(family, task, archs, unseen, container, spec, builder, features)

@@ -66,11 +66,13 @@ def workloads(
 
     Issue 11 adds ``mlp2`` (target=sequential 1-40-40-1 ReLU on 100 sine points) and ``cnn``
     (Conv(1→8)-ReLU-Conv(8→8)-ReLU-MaxPool(2)-Flatten-Linear(128→2) on 20 8×8 digit images),
-    both trained by the ModuleFamily kernel (``n_mlp2``/``n_cnn`` = 0 leaves them out).
+    (``n_mlp2``/``n_cnn`` = 0 leaves them out). The builder picks their kernels as for any zoo: the
+    closed-form ``chain`` kernel for the Linear/ReLU chain, the generic ``module`` kernel for the CNN.
 
     ``rows``: ``auto`` gives one row per family (the kernel the builder picks); ``extra`` adds
     forced-kernel rows: plain batched autograd for the mlp (the float32 yardstick for the loss
-    differences) and the direct GEMM kernel for the conv (what non-quadratic losses use); ``all``
+    differences), the direct GEMM kernel for the conv (what non-quadratic losses use) and the
+    generic ``module`` kernel for mlp2 (what the chain kernel replaces); ``all``
     adds a row for every kernel that can train the workload on ``device``.
     """
     mlp_task, conv_task = SineTask(n_support=100, n_query=100), TeacherTask(n_support=32, n_query=8)
@@ -84,15 +86,15 @@ def workloads(
     if n_cnn:
         cnn = SequentialFamily(CNN_LAYERS, [1, 8, 8])
         base.append(Workload("cnn", cnn, DigitsTask(n_support=20, n_query=20), (8, 8, 2), n_cnn))
-    forced = {"mlp": ["autograd"], "conv": ["affine_direct"], "linear": []} if rows == "extra" else {}
+    forced = {"mlp": ["autograd"], "conv": ["affine_direct"], "mlp2": ["module"]} if rows == "extra" else {}
     out = []
     for w in base:
         out.append(w)
         names = forced.get(w.label, [])
         if rows == "all":
             recipe, dev = TrainRecipe(), torch.device(device)
-            auto = select_kernel(w.family, w.task, recipe, dev).name
-            names = [n for n, k in KERNELS.items() if n != auto and k.supports(w.family, w.task, recipe, dev)]
+            auto = select_kernel(w.family, w.task, recipe, dev, container=w.arch).name
+            names = [n for n, k in KERNELS.items() if n != auto and k.supports(w.family, w.task, recipe, dev, w.arch)]
         out += [Workload(w.label, w.family, w.task, w.arch, w.n, strategy=name) for name in names]
     return out
 

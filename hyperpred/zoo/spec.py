@@ -19,7 +19,8 @@ from hyperpred.errors import ConfigError
 #: changes (a zoo built before would differ in its last bits from a fresh one under the same key).
 #: 3: the MLP kernel performs autograd's own operations (bit-identical to a per-target loop).
 #: 4: its first layer is one fused multiply-add (addcmul), as the BLAS's k=1 GEMM on AVX2/AVX-512.
-FORMAT_VERSION = 4
+#: 5: ModuleFamily/target=sequential chains of Linear layers train with the closed-form ``chain`` kernel.
+FORMAT_VERSION = 5
 INIT_MODES = ("shared", "random")
 
 

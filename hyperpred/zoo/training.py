@@ -91,7 +91,7 @@ def train_targets(
     chunk that ``k`` more targets are done.
     """
     dev = torch.device(device) if device is not None else x.device
-    kernel_cls = select_kernel(family, task, recipe, dev, strategy)
+    kernel_cls = select_kernel(family, task, recipe, dev, strategy, container)
     with torch.no_grad():
         flat = family.flatten(init) * family.flat_mask(archs, container).to(x.dtype)  # padding exactly 0
         total, n = flat.shape[0], x.shape[1]

@@ -7,6 +7,8 @@ docs/benchmarks.md): closed forms first, autograd as the fallback that fits ever
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from hyperpred.errors import ConfigError
@@ -15,6 +17,7 @@ from hyperpred.tasks.base import Task
 from hyperpred.zoo.kernels.affine import AffineDirectKernel, AffineGramKernel
 from hyperpred.zoo.kernels.autograd import AutogradKernel
 from hyperpred.zoo.kernels.base import Kernel, is_plain_mse, output_grad_
+from hyperpred.zoo.kernels.chain import ChainKernel
 from hyperpred.zoo.kernels.mlp import MLPClosedFormKernel
 from hyperpred.zoo.kernels.module import ModuleKernel
 from hyperpred.zoo.spec import TrainRecipe
@@ -34,7 +37,7 @@ def register_kernel(cls: type[Kernel], before: str | None = "autograd") -> type[
     return cls
 
 
-for _cls in (AffineGramKernel, MLPClosedFormKernel, AffineDirectKernel, ModuleKernel, AutogradKernel):
+for _cls in (AffineGramKernel, MLPClosedFormKernel, AffineDirectKernel, ChainKernel, ModuleKernel, AutogradKernel):
     register_kernel(_cls, before=None)
 
 
@@ -55,21 +58,26 @@ def select_kernel(
     recipe: TrainRecipe,
     device: torch.device | str | None = "cpu",
     strategy: str = "auto",
+    container: Sequence[int] | None = None,
 ) -> type[Kernel]:
-    """The kernel to train with: ``strategy`` by name, or the first supported one in preference order."""
+    """The kernel to train with: ``strategy`` by name, or the first supported one in preference order.
+
+    ``container`` (the chunk's container architecture) lets structure-dependent kernels decide;
+    training always passes it.
+    """
     device = resolve_device(device)
     if strategy != "auto":
         if strategy not in KERNELS:
             raise ConfigError(f"zoo.strategy={strategy!r} is unknown; choose auto or one of {sorted(KERNELS)}")
         cls = KERNELS[strategy]
-        if not cls.supports(family, task, recipe, device):
+        if not cls.supports(family, task, recipe, device, container):
             raise ConfigError(
                 f"zoo.strategy={strategy} cannot train target={family.name} on task={task.name} with this recipe; use "
                 "zoo.strategy=auto"
             )
         return cls
     for name in PREFERENCE.get(device.type, PREFERENCE["*"]):
-        if KERNELS[name].supports(family, task, recipe, device):
+        if KERNELS[name].supports(family, task, recipe, device, container):
             return KERNELS[name]
     return AutogradKernel
 
@@ -81,6 +89,7 @@ __all__ = [
     "AffineDirectKernel",
     "AffineGramKernel",
     "AutogradKernel",
+    "ChainKernel",
     "MLPClosedFormKernel",
     "ModuleKernel",
     "is_plain_mse",

@@ -113,7 +113,14 @@ class _AffineKernel(Kernel):
         self.out_units = self.units.shape[1]
 
     @classmethod
-    def supports(cls, family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device) -> bool:
+    def supports(
+        cls,
+        family: TargetFamily,
+        task: Task,
+        recipe: TrainRecipe,
+        device: torch.device,
+        container: Sequence[int] | None = None,
+    ) -> bool:
         return type(family) in (LinearFamily, ConvFamily)
 
     @classmethod
@@ -286,8 +293,15 @@ class AffineGramKernel(_AffineKernel):
         self.target_sq[rows] = combine(t.square().sum(2))
 
     @classmethod
-    def supports(cls, family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device) -> bool:
-        return super().supports(family, task, recipe, device) and is_plain_mse(task)
+    def supports(
+        cls,
+        family: TargetFamily,
+        task: Task,
+        recipe: TrainRecipe,
+        device: torch.device,
+        container: Sequence[int] | None = None,
+    ) -> bool:
+        return super().supports(family, task, recipe, device, container) and is_plain_mse(task)
 
     @classmethod
     def bytes_per_target(cls, family: TargetFamily, container: Sequence[int], n: int) -> int:

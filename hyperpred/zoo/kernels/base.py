@@ -80,8 +80,19 @@ class Kernel(ABC):
         self.out_mask = family.output_mask(archs, container)
 
     @classmethod
-    def supports(cls, family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device) -> bool:
-        """Whether this kernel computes exact gradients for this family, task and recipe."""
+    def supports(
+        cls,
+        family: TargetFamily,
+        task: Task,
+        recipe: TrainRecipe,
+        device: torch.device,
+        container: Sequence[int] | None = None,
+    ) -> bool:
+        """Whether this kernel computes exact gradients for this family, task and recipe.
+
+        ``container`` is the chunk's container architecture where the caller knows it: a kernel
+        that depends on the module's structure (``chain``) decides from the module built there.
+        """
         return True
 
     @classmethod

@@ -59,7 +59,14 @@ class MLPClosedFormKernel(Kernel):
         self._buffers: dict[int, tuple[Tensor, ...]] = {}
 
     @classmethod
-    def supports(cls, family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device) -> bool:
+    def supports(
+        cls,
+        family: TargetFamily,
+        task: Task,
+        recipe: TrainRecipe,
+        device: torch.device,
+        container: Sequence[int] | None = None,
+    ) -> bool:
         return type(family) is MLPFamily
 
     @classmethod

@@ -44,7 +44,14 @@ class ModuleKernel(Kernel):
         self.mask = family.flat_mask(archs, container).to(x.dtype)
 
     @classmethod
-    def supports(cls, family: TargetFamily, task: Task, recipe: TrainRecipe, device: torch.device) -> bool:
+    def supports(
+        cls,
+        family: TargetFamily,
+        task: Task,
+        recipe: TrainRecipe,
+        device: torch.device,
+        container: Sequence[int] | None = None,
+    ) -> bool:
         return isinstance(family, ModuleFamily)
 
     def grad(self, params: Tensor, out: Tensor, rows: Tensor | None = None) -> None:
