@@ -49,7 +49,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hyperpred.predictors",
             "hyperpred.symmetry",
             "hyperpred.losses",
-            "hyperpred.finetune",
             "hyperpred.plots",
         ),
     ),
