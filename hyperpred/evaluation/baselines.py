@@ -19,7 +19,7 @@ from hyperpred.losses import masked_weight_mse
 
 
 @dataclass(frozen=True)
-class TestBatch:
+class EvalBatch:
     """One test batch and how to score flat parameters on it (per target, on its query set)."""
 
     batch: dict[str, Tensor]
@@ -37,7 +37,7 @@ class Baseline:
 
     name: str = ""
 
-    def per_target(self, tb: TestBatch) -> dict[str, Tensor]:  # pragma: no cover - abstract
+    def per_target(self, tb: EvalBatch) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -46,7 +46,7 @@ class Prediction(Baseline):
 
     name = "pred"
 
-    def per_target(self, tb: TestBatch) -> dict[str, Tensor]:
+    def per_target(self, tb: EvalBatch) -> dict[str, Tensor]:
         b = tb.batch
         out = {
             "pred_query_loss": tb.query_loss(tb.pred),
@@ -62,7 +62,7 @@ class TrainedTarget(Baseline):
 
     name = "trained"
 
-    def per_target(self, tb: TestBatch) -> dict[str, Tensor]:
+    def per_target(self, tb: EvalBatch) -> dict[str, Tensor]:
         out = {"trained_query_loss": tb.batch["query_loss"]}
         if tb.query_accuracy is not None:
             out["trained_accuracy"] = tb.query_accuracy(tb.batch["params"])
@@ -74,7 +74,7 @@ class RandomInit(Baseline):
 
     name = "init"
 
-    def per_target(self, tb: TestBatch) -> dict[str, Tensor]:
+    def per_target(self, tb: EvalBatch) -> dict[str, Tensor]:
         out = {"init_query_loss": tb.batch["init_query_loss"]}
         if tb.query_accuracy is not None:
             out["init_accuracy"] = tb.query_accuracy(tb.batch["init"])
@@ -86,7 +86,7 @@ class ZooMean(Baseline):
 
     name = "zoo_mean"
 
-    def per_target(self, tb: TestBatch) -> dict[str, Tensor]:
+    def per_target(self, tb: EvalBatch) -> dict[str, Tensor]:
         b = tb.batch
         mean = torch.nan_to_num(b["mean_params"], nan=0.0)
         has_mean = torch.isfinite(b["mean_params"]).all(1)

@@ -1,6 +1,6 @@
 """The test evaluation of a run: per-target numbers of every baseline over the test batches, one summary per split.
 
-The LightningModule's test hooks only hand batches to a :class:`TestEvaluator` and log what it
+The LightningModule's test hooks only hand batches to a :class:`Evaluator` and log what it
 returns. Per split: the built-in baselines (:mod:`.baselines`) per batch, the fine-tuning metric
 (:mod:`.finetune`) per split, the summary (:func:`hyperpred.metrics.summarize`), then the
 configured peer baselines (:mod:`.peers`).
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hyperpred.evaluation.baselines import BUILTIN, Baseline, TestBatch
+from hyperpred.evaluation.baselines import BUILTIN, Baseline, EvalBatch
 from hyperpred.evaluation.finetune import FinetuneFraction
 from hyperpred.evaluation.peers import run_peers
 from hyperpred.metrics import summarize
@@ -43,7 +43,7 @@ def gather_once(per_target: dict[str, Tensor], gather: Callable[[Tensor], Tensor
     return {k: v[keep] for k, v in per_target.items()}
 
 
-class TestEvaluator:
+class Evaluator:
     """Collects a run's test batches per split (``collect``) and summarizes each split (``finish``).
 
     ``module`` is the LightningModule: its prediction (``module(features, batch)``), ``query_loss``,
@@ -66,7 +66,7 @@ class TestEvaluator:
     def collect(self, module: Any, batch: dict[str, Tensor], idx: int) -> None:
         """Per-target numbers of every baseline on one test batch of split ``idx``."""
         pred = module(batch["features"], batch)
-        tb = TestBatch(
+        tb = EvalBatch(
             batch,
             pred,
             lambda flat: module.query_loss(flat, batch),

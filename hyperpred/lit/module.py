@@ -17,7 +17,7 @@ from hydra.utils import get_class, instantiate
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
-from hyperpred.evaluation.evaluator import TestEvaluator
+from hyperpred.evaluation.evaluator import Evaluator
 from hyperpred.losses import PredictionLoss, masked_weight_mse
 from hyperpred.predictors.base import Predictor, build_predictor
 from hyperpred.registry import build, lookup
@@ -113,7 +113,7 @@ class WeightPredictionModule(pl.LightningModule):
                     "feature"
                 )
         self.test_split_names: list[str] = list(test_split_names or ["test"])
-        self.evaluator = TestEvaluator(self.test_split_names, finetune)
+        self.evaluator = Evaluator(self.test_split_names, finetune)
         if stats is not None:
             self.set_normalization(stats)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,16 +53,21 @@ def build_model(cfg: DictConfig, datamodule: ZooDataModule) -> WeightPredictionM
     """``instantiate(cfg.model)`` with the sizes and statistics of the data module's zoo."""
     if cfg.get("model") is None:
         raise ConfigError("config group 'model' is missing: choose one, e.g. model=default")
-    return instantiate(
-        cfg.model,
-        container=list(datamodule.zoo.container),
-        in_dim=datamodule.in_dim,
-        out_dim=datamodule.out_dim,
-        finetune=finetune_config(cfg),
-        run_config=plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
-        stats=datamodule.stats,
-        test_split_names=datamodule.test_split_names,
-    )
+    try:
+        return instantiate(
+            cfg.model,
+            container=list(datamodule.zoo.container),
+            in_dim=datamodule.in_dim,
+            out_dim=datamodule.out_dim,
+            finetune=finetune_config(cfg),
+            run_config=plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
+            stats=datamodule.stats,
+            test_split_names=datamodule.test_split_names,
+        )
+    except InstantiationException as e:  # the module's own one-line ConfigError, not Hydra's wrapper around it
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> tuple[pl.Trainer, list[Any]]:
