@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hyperpred.config_schema import require_positive_int
+from hyperpred.config_schema import check_value
 from hyperpred.errors import ConfigError, HyperpredError
 from hyperpred.io import atomic_write_bytes, atomic_write_json
 from hyperpred.metrics import LOSS_KEYS, json_safe
@@ -192,7 +192,7 @@ def resolve_num_threads(cfg: DictConfig) -> int | None:
     """
     if cfg.get("num_threads"):
         n = cfg.num_threads
-        require_positive_int("num_threads", n, nullable=True)
+        check_value("num_threads", n)
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if os.environ.get("SUBMITIT_EXECUTOR") == "local":
