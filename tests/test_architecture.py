@@ -65,7 +65,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hyperpred.extras",
             "hyperpred.run",
             "hyperpred.zoo.jobs",
-            "hyperpred.utils.run",
             "hyperpred.utils.wandb_run",
         ),
     ),

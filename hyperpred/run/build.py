@@ -21,7 +21,13 @@ from hyperpred.factory import Parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
 from hyperpred.run.fit import run_callbacks
-from hyperpred.utils.run import instantiate_list
+
+
+def instantiate_list(node: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` child of a group node (callbacks, loggers), skipping nulls."""
+    if not node:
+        return []
+    return [instantiate(child) for child in node.values() if child is not None and "_target_" in child]
 
 
 def plain(node: Any) -> Any:

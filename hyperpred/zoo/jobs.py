@@ -42,7 +42,7 @@ def shard_slice(num_zoo_shards: int, shard_index: Any, num_jobs: Any) -> list[in
 def job_threads(cfg: DictConfig) -> int | None:
     """Torch threads of a build job: ``num_threads`` if set, 1 per job under submitit's local
     executor (parallel jobs on one machine), else torch's default. The rule of
-    ``hyperpred.utils.run.resolve_num_threads`` for the cases a build job meets, without
+    ``hyperpred.run.threads.resolve_num_threads`` for the cases a build job meets, without
     importing Lightning (seconds per job) for it."""
     n = cfg.get("num_threads")
     if n:
