@@ -90,32 +90,34 @@ class WeightPredictionModule(pl.LightningModule):
         # range of the training architectures (for loss.width_augment)
         self.register_buffer("arch_min", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
         self.register_buffer("arch_max", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
+        self._check_predictor(features, from_file)
+        self.test_split_names: list[str] = list(test_split_names or ["test"])
+        self.evaluator = Evaluator(self.test_split_names, finetune)
+        if stats is not None:
+            self.set_normalization(stats)
+
+    def _check_predictor(self, features: dict[str, Any] | None, from_file: bool) -> None:
+        """The predictor declares its flags (:class:`Predictor`); ``loss.width_augment`` needs a width-agnostic one
+        and no feature that describes the architecture (the widths it encodes would be the zoo's, not the drawn ones).
+        """
         if not isinstance(self.predictor, Predictor):
             raise ConfigError(
                 f"predictor._target_ builds a {type(self.predictor).__name__}, not a "
                 "hyperpred.predictors.base.Predictor: subclass it (it declares output_space, needs_support, "
                 "width_agnostic)"
             )
-        if self.objective.width_augment:
-            if not self.predictor.width_agnostic:
+        if not self.objective.width_augment:
+            return
+        if not self.predictor.width_agnostic:
+            raise ConfigError(
+                "loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not "
+                f"{type(self.predictor).__name__}"
+            )
+        for name, node in (features or {}).items():
+            if getattr(feature_class(node, f"features.{name}._target_", from_file), "describes_architecture", False):
                 raise ConfigError(
-                    "loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not "
-                    f"{type(self.predictor).__name__}"
+                    f"loss.width_augment=true changes the widths that features.{name} encodes: drop that feature"
                 )
-            arch_features = [
-                k
-                for k, v in (features or {}).items()
-                if getattr(feature_class(v, f"features.{k}._target_", from_file), "describes_architecture", False)
-            ]
-            if arch_features:
-                raise ConfigError(
-                    f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that "
-                    "feature"
-                )
-        self.test_split_names: list[str] = list(test_split_names or ["test"])
-        self.evaluator = Evaluator(self.test_split_names, finetune)
-        if stats is not None:
-            self.set_normalization(stats)
 
     def set_normalization(self, stats: dict[str, Tensor]) -> None:
         for name in ("feature_mean", "feature_std", "param_mean", "param_std"):
@@ -123,8 +125,7 @@ class WeightPredictionModule(pl.LightningModule):
         for name in ("arch_min", "arch_max"):
             if name in stats:
                 getattr(self, name).copy_(stats[name])
-        if hasattr(self.predictor, "set_data_stats"):
-            self.predictor.set_data_stats(stats)
+        self.predictor.set_data_stats(stats)
 
     # ------------------------------------------------------------------ prediction
     def forward(
