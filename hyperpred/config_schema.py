@@ -1,8 +1,10 @@
 """The typed schema of every config group, checked before any work.
 
 Each rule names a key, what is allowed, and a check. ``check_config`` reports the *first*
-violation as ``key=value: must be ...`` so that a bad sweep value fails in a second, never an
-hour into a run. The deeper, cross-key checks (a task that does not fit the family, unseen
+violation as ``key=value is not allowed: it must be ...`` so that a bad sweep value fails in a
+second, never an hour into a run. :data:`RULES` is the only place a key's rule is written:
+constructors that may be called without a config (from Python) apply the same rule to their
+arguments through :func:`check_value`. The deeper, cross-key checks (a task that does not fit the family, unseen
 architectures that overlap the trained ones, ...) live in :mod:`hyperpred.factory`.
 """
 
@@ -31,15 +33,6 @@ def _num(v: Any) -> bool:
 
 def positive_int(v: Any) -> bool:
     return _int(v) and v > 0
-
-
-def require_positive_int(key: str, value: Any, *, nullable: bool = False) -> None:
-    """The one positive-integer check of a constructor that may be called without a config (e.g. from Python).
-
-    Raises the schema's kind of message, naming ``key``: ``zoo.batch_size must be a positive integer or null, got 0``.
-    """
-    if not (positive_int(value) or (nullable and value is None)):
-        raise ConfigError(f"{key} must be a positive integer{' or null' if nullable else ''}, got {value!r}")
 
 
 def non_negative_int(v: Any) -> bool:
@@ -87,17 +80,22 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "target.archs",
         "a non-empty list of architectures",
-        lambda v: isinstance(v, ListConfig) and len(v) > 0,
+        lambda v: isinstance(v, (list, tuple, ListConfig)) and len(v) > 0,
         required=True,
     ),
     Rule("target.probe_seed", "an integer", _int),
     Rule("target.family.image_size", "a positive integer", positive_int),
+    Rule("target.family.padding", "an integer >= 0", non_negative_int),
     Rule("task.n_support", "a positive integer", positive_int),
     Rule("task.n_query", "a positive integer", positive_int),
     Rule("task.amplitude", "[low, high] with low <= high", range_pair),
     Rule("task.phase", "[low, high] with low <= high", range_pair),
     Rule("task.x_range", "[low, high] with low <= high", range_pair),
     Rule("task.noise_std", "a number >= 0", lambda v: _num(v) and v >= 0),
+    Rule("task.x_dist", "one of uniform, normal", one_of("uniform", "normal")),
+    Rule("task.query_fraction", "a number in (0, 1)", fraction),
+    Rule("task.feature_fraction", "a number in (0, 1]", lambda v: _num(v) and 0 < v <= 1),
+    Rule("task.x_scale", "a number > 0", positive_number),
     Rule("zoo.num_targets", "a positive integer", positive_int, required=True),
     Rule("zoo.shard_size", "a positive integer", positive_int, required=True),
     Rule("zoo.seed", "an integer", _int, required=True),
@@ -132,6 +130,9 @@ RULES: tuple[Rule, ...] = (
     Rule("num_threads", "null or a positive integer", optional(positive_int)),
 )
 
+#: Each rule by its key, for :func:`check_value`.
+BY_KEY: dict[str, Rule] = {rule.key: rule for rule in RULES}
+
 #: Config groups a run cannot do without, with an example choice for the message.
 REQUIRED_GROUPS = {
     "target": "target=mlp",
@@ -163,6 +164,23 @@ def check_config(cfg: DictConfig) -> None:
                 raise ConfigError(f"{rule.key} is missing: it must be {rule.allowed}")
             continue
         if not rule.check(value):
-            shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
-            raise ConfigError(f"{rule.key}={shown!r} is not allowed: it must be {rule.allowed}")
+            raise not_allowed(rule, value)
     check_peer_config(cfg)  # baselines.* and data.fresh_tasks (cross-key checks)
+
+
+def not_allowed(rule: Rule, value: Any) -> ConfigError:
+    """The one message of a value a rule refuses: ``key=value is not allowed: it must be ...``."""
+    shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+    return ConfigError(f"{rule.key}={shown!r} is not allowed: it must be {rule.allowed}")
+
+
+def check_value(key: str, value: Any) -> None:
+    """Apply the rule of ``key`` (:data:`RULES`) to one value, with the schema's message.
+
+    For constructors that Python code may call without a config (``SineTask(n_support=0)``): they
+    check their arguments here rather than with rules and messages of their own, so each key has
+    one rule, written once.
+    """
+    rule = BY_KEY[key]
+    if not rule.check(value):
+        raise not_allowed(rule, value)

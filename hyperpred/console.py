@@ -42,8 +42,8 @@ def _train(cfg: DictConfig) -> float | None:
     run_entry(apply_extras, cfg)  # its checks come before Lightning is even imported
     absolute_paths(cfg)  # hydra.job.chdir=true: the zoo cache and ckpt_path stay where the command started
 
+    from hyperpred.run.results import optimized_value
     from hyperpred.train import train
-    from hyperpred.utils.run import optimized_value
 
     metrics = run_entry(train, cfg)
     return run_entry(lambda c: optimized_value(c, metrics), cfg)  # what a sweeper (hparams_search=optuna) optimizes

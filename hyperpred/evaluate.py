@@ -26,7 +26,9 @@ from hyperpred.factory import build_parts
 from hyperpred.lit.datamodule import TensorDictDataset
 from hyperpred.metrics import best_seconds
 from hyperpred.run.build import build_datamodule
-from hyperpred.utils.run import print_metrics_table, resolve_num_threads, write_metrics, write_run_info
+from hyperpred.run.provenance import write_run_info
+from hyperpred.run.results import print_metrics_table, write_metrics
+from hyperpred.run.threads import resolve_num_threads
 from hyperpred.zoo.spec import TrainRecipe
 from hyperpred.zoo.training import train_targets
 

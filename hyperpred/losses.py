@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from hyperpred.config_schema import check_value
+from hyperpred.errors import ConfigError
+
 
 def masked_weight_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Per-target MSE over the entries the target really has: ``[B]``."""
@@ -37,19 +40,13 @@ class PredictionLoss:
     width_augment: bool = False
 
     def __post_init__(self) -> None:
-        if self.weight < 0 or self.functional < 0 or self.weight + self.functional <= 0:
-            raise ValueError(
-                f"loss.weight and loss.functional must be >= 0 and not both 0, got {self.weight}, {self.functional}"
+        """Each key by its schema rule (:data:`hyperpred.config_schema.RULES`), then the one rule across keys."""
+        for key in ("weight", "functional", "canonicalize", "functional_scale", "width_augment"):
+            check_value(f"loss.{key}", getattr(self, key))
+        if self.weight + self.functional <= 0:
+            raise ConfigError(
+                f"loss.weight and loss.functional must not both be 0, got {self.weight}, {self.functional}"
             )
-        if self.functional_scale not in FUNCTIONAL_SCALES:
-            raise ValueError(
-                f"loss.functional_scale must be one of {list(FUNCTIONAL_SCALES)}, got {self.functional_scale!r}"
-            )
-        if self.canonicalize is not None:
-            from hyperpred.symmetry import KEYS
-
-            if self.canonicalize not in KEYS:
-                raise ValueError(f"loss.canonicalize must be null or one of {list(KEYS)}, got {self.canonicalize!r}")
 
     def functional_term(self, query_loss: Tensor, support_y: Tensor) -> Tensor:
         """Mean over tasks of the per-task query loss ``[B]``, scaled as configured."""
@@ -60,6 +57,3 @@ class PredictionLoss:
 
     def combine(self, weight_mse: Tensor, functional: Tensor) -> Tensor:
         return self.weight * weight_mse + self.functional * functional
-
-
-FUNCTIONAL_SCALES = ("none", "support_var")

@@ -32,23 +32,36 @@ def _nanmean(x: Tensor) -> float:
 def summarize(per_target: dict[str, Tensor]) -> dict[str, float]:
     """Means of each per-target loss, and medians over tasks of the loss ratios.
 
-    ``ratio_vs_trained`` = median(pred / trained): 1 means as good as training each target;
+    Every ``<name>_query_loss`` is a baseline (``pred`` is the prediction). ``ratio_vs_<name>`` =
+    median(pred / <name>): ``ratio_vs_trained`` 1 means as good as training each target;
     ``ratio_vs_init`` and ``ratio_vs_zoo_mean`` compare with not predicting at all. Classification
     adds the mean query accuracies and ``accuracy_ratio`` = mean predicted / mean trained accuracy.
     """
-    out = {k: _nanmean(per_target[k]) for k in (*LOSS_KEYS, "weight_mse", "zoo_mean_weight_mse") if k in per_target}
+    losses = [*(k for k in LOSS_KEYS if k in per_target), *(k for k in per_target if _is_other(k, "_query_loss"))]
+    weights = [k for k in per_target if k == "weight_mse" or k.endswith("_weight_mse")]
+    out = {k: _nanmean(per_target[k]) for k in (*losses, *weights)}
     pred = per_target["pred_query_loss"]
-    out["ratio_vs_trained"] = _median_ratio(pred, per_target["trained_query_loss"])
-    out["ratio_vs_init"] = _median_ratio(pred, per_target["init_query_loss"])
-    out["ratio_vs_zoo_mean"] = _median_ratio(pred, per_target["zoo_mean_query_loss"])
+    for key in ("trained_query_loss", "init_query_loss", "zoo_mean_query_loss", *losses):
+        name = key.removesuffix("_query_loss")
+        if name != "pred" and f"ratio_vs_{name}" not in out:
+            out[f"ratio_vs_{name}"] = _median_ratio(pred, per_target[key])
     if "pred_accuracy" in per_target:
-        out.update({k: _nanmean(per_target[k]) for k in ACCURACY_KEYS if k in per_target})
+        accuracies = [
+            *(k for k in ACCURACY_KEYS if k in per_target),
+            *(k for k in per_target if _is_other(k, "_accuracy")),
+        ]
+        out.update({k: _nanmean(per_target[k]) for k in accuracies})
         # the goal "predicted classifiers reach x% of the trained ones' accuracy", over the split
         out["accuracy_ratio"] = out["pred_accuracy"] / max(out["trained_accuracy"], EPS)
     if "finetune_steps_fraction" in per_target:
         out.update(summarize_finetune(per_target["finetune_steps_fraction"], per_target.get("finetune_reached")))
     out["num_tasks"] = float(len(pred))
     return out
+
+
+def _is_other(key: str, suffix: str) -> bool:
+    """A per-target key of a baseline beyond the built-in ones (:data:`LOSS_KEYS`, :data:`ACCURACY_KEYS`)."""
+    return key.endswith(suffix) and key not in LOSS_KEYS and key not in ACCURACY_KEYS
 
 
 def summarize_finetune(fraction: Tensor, reached: Tensor | None = None) -> dict[str, float]:

@@ -1,6 +1,11 @@
-"""Figures that show predictions working as functions: a grid of held-out 1-D regression tasks.
+"""Every figure a run draws, in one place (matplotlib's object API: no pyplot state, no display needed).
 
-Each panel is one task: its true function (dense), the support points the predictor saw, the
+* :func:`prediction_grids`: predictions working as functions, a grid of held-out 1-D regression tasks;
+* :func:`weight_histograms`: predicted vs trained target weights, per parameter tensor;
+* :func:`memorization_plot` and :func:`curve_plot`: the peer baselines' memorization audit and
+  fine-tuning curves (:mod:`hyperpred.evaluation.peers`).
+
+In a prediction grid each panel is one task: its true function (dense), the support points the predictor saw, the
 trained target of the zoo and the predicted target, with both query losses in the title. Files
 land in the run's ``plots/`` folder; the run then sends every PNG there to wandb/TensorBoard.
 Only 1-input, 1-output regression families are drawn (the sine MLP); others are skipped.
@@ -126,3 +131,94 @@ def prediction_grids(module: Any, splits: dict[str, dict[str, Tensor]], folder: 
             out.append(path)
             log.info("Prediction grid written to %s", path)
     return out
+
+
+@torch.no_grad()
+def weight_histograms(module: Any, split: dict[str, Tensor], path: Path, max_tensors: int = 6) -> Path | None:
+    """Histogram per parameter tensor of predicted vs trained target weights on one split.
+
+    Only entries that exist in each target's own architecture (the mask) count; padding would
+    pile up at zero. Returns the PNG path, or None when the split is empty.
+    """
+    from matplotlib.figure import Figure
+
+    if split is None or len(split["features"]) == 0:
+        return None
+    was_training = module.training
+    module.eval()
+    try:
+        pred = module.predict(
+            {k: v.to(module.device) for k, v in split.items()}
+        ).cpu()  # the batch: some predictors read archs/support
+    finally:
+        module.train(was_training)
+    family, container = module.family, module.container
+    named = list(
+        zip(
+            family.unflatten(pred, container).items(),
+            family.unflatten(split["params"], container).values(),
+            family.unflatten(split["mask"].to(pred.dtype), container).values(),
+        )
+    )[:max_tensors]
+    fig = Figure(figsize=(3.2 * len(named), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(named), squeeze=False)[0]
+    for ax, ((name, p), t, m) in zip(axes, named):
+        keep = m.bool()
+        p, t = p[keep], t[keep]
+        finite = torch.isfinite(p)
+        lo, hi = (
+            torch.quantile(torch.cat([p[finite], t]), torch.tensor([0.005, 0.995])).tolist() if len(t) else (0.0, 1.0)
+        )
+        bins = torch.linspace(lo, hi + 1e-12, 41).numpy()
+        ax.hist(t.numpy(), bins=bins, alpha=0.55, label="trained", color="tab:blue")
+        ax.hist(p[finite].numpy(), bins=bins, alpha=0.55, label="predicted", color="tab:orange")
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7)
+    fig.suptitle("target weights on held-out tasks", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def memorization_plot(d: dict[str, Tensor], path: Path, title: str) -> Path:
+    """d(p, own trained) against d(p, nearest training target): points below the diagonal sit on a training target."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.subplots()
+    x, y = d["pred_to_own"].clamp_min(1e-8).numpy(), d["pred_to_train"].clamp_min(1e-8).numpy()
+    ax.scatter(x, y, s=8, alpha=0.6, color="tab:orange", label="predictions")
+    lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--", label="equal distance")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="distance to own trained target",
+        ylabel="distance to nearest training target",
+    )
+    share = float((d["pred_to_train"] < d["pred_to_own"]).float().mean())
+    ax.set_title(f"{title}\nshare closer to a training target: {share:.2f}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def curve_plot(curves: dict[str, dict[int, float]], path: Path, title: str, ylabel: str = "mean query loss") -> Path:
+    """Query loss against fine-tuning steps (log-log, step 0 drawn at 0.5), one line per start."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.8, 3.6))
+    ax = fig.subplots()
+    for name, points in curves.items():
+        steps = sorted(points)
+        ax.plot([max(s, 0.5) for s in steps], [points[s] for s in steps], marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="Adam steps on the support set (0 at 0.5)", ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path

@@ -13,23 +13,16 @@ from hyperpred.errors import ConfigError
 from hyperpred.evaluate import print_accuracy_and_timing
 from hyperpred.extras import check_before_run
 from hyperpred.factory import build_parts
-from hyperpred.plots import prediction_grids
+from hyperpred.plots import prediction_grids, weight_histograms
 from hyperpred.run.build import build_datamodule, build_model, build_trainer, plain
 from hyperpred.run.checkpoint import check_resume_checkpoint, read_identity
 from hyperpred.run.fit import run_fit, run_test
-from hyperpred.utils.media import PLOTS_DIR, log_images, run_images, weight_histograms
-from hyperpred.utils.run import (
-    RunIdentity,
-    check_process_launch,
-    finish_wandb,
-    print_metrics_table,
-    resolve_num_threads,
-    update_run_info,
-    write_metrics,
-    write_run_info,
-    zoo_content_hash,
-)
-from hyperpred.utils.wandb_run import prepare_wandb_config, record_provenance
+from hyperpred.run.launch import check_process_launch
+from hyperpred.run.provenance import RunIdentity, update_run_info, write_run_info, zoo_content_hash
+from hyperpred.run.results import print_metrics_table, write_metrics
+from hyperpred.run.threads import resolve_num_threads
+from hyperpred.utils.media import PLOTS_DIR, log_images, run_images
+from hyperpred.utils.wandb_run import finish_wandb, prepare_wandb_config, record_provenance
 
 log = logging.getLogger(__name__)
 

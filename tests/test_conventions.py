@@ -22,8 +22,8 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Rich
 from hyperpred import extras
 from hyperpred.errors import ConfigError
 from hyperpred.extras import DEV_TAGS, apply_extras, enforce_tags, silence_known_warnings
+from hyperpred.run.build import instantiate_list
 from hyperpred.train import train
-from hyperpred.utils.run import instantiate_list
 from hyperpred.wandb_env import check_wandb_mode
 from tests.conftest import CONF_DIR, TINY, run_script
 

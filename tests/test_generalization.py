@@ -9,8 +9,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from hyperpred.evaluation.finetune import finetune_steps
 from hyperpred.factory import build_parts
-from hyperpred.finetune import finetune_steps
 from hyperpred.losses import PredictionLoss, masked_weight_mse
 from hyperpred.metrics import summarize
 from hyperpred.seeding import shared_init

@@ -9,8 +9,9 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from hyperpred.errors import ConfigError
+from hyperpred.run.results import optimized_value
+from hyperpred.run.threads import resolve_num_threads
 from hyperpred.train import train
-from hyperpred.utils.run import optimized_value, resolve_num_threads
 from hyperpred.utils.wandb_run import prepare_wandb_config
 
 

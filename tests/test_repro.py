@@ -10,7 +10,8 @@ import torch
 import yaml
 from omegaconf import open_dict
 
-from hyperpred.lit.sampler import GlobalBatchSampler, first_occurrences
+from hyperpred.evaluation.evaluator import first_occurrences
+from hyperpred.lit.sampler import GlobalBatchSampler
 from hyperpred.run.checkpoint import CKPT_KEY, read_identity
 from hyperpred.train import train
 

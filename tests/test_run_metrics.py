@@ -12,8 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from hyperpred.run.fit import BestValue
+from hyperpred.run.results import optimized_value
 from hyperpred.train import train
-from hyperpred.utils.run import optimized_value
 
 
 def _val_losses(out: Path) -> list[float]:

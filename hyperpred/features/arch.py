@@ -13,6 +13,7 @@ class ArchFeature(Feature):
     """Each architecture field (hidden units, channels, kernel size) as a float."""
 
     name = "arch"
+    describes_architecture = True
 
     def dim(self) -> int:
         return len(self.ctx.family.arch_fields)

@@ -58,6 +58,8 @@ class Feature(ABC):
     name: str = ""
     #: True when the feature reads the task's true parameters: never available for a real task.
     is_oracle: bool = False
+    #: True when the feature encodes the architecture (its widths): ``loss.width_augment`` changes those.
+    describes_architecture: bool = False
 
     def setup(self, ctx: FeatureContext) -> None:
         self.ctx = ctx

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from hyperpred.config_schema import require_positive_int
+from hyperpred.config_schema import check_value
 from hyperpred.errors import ConfigError
 from hyperpred.features.base import FeatureSet
 from hyperpred.lit.sampler import GlobalBatchSampler, SequentialBatchSampler
@@ -98,11 +98,10 @@ class ZooDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         for key, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
-            if not 0 < value < 1:
-                raise ConfigError(f"{key} must be in (0, 1), got {value!r}")
+            check_value(key, value)
         if val_fraction + test_fraction >= 1:
             raise ConfigError(f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction + test_fraction}")
-        require_positive_int("data.batch_size", batch_size)
+        check_value("data.batch_size", batch_size)
         self.builder = builder
         self.features = features
         self.unseen_archs = [tuple(a) for a in unseen_archs]

@@ -1,27 +1,37 @@
-"""The LightningModule: wires a predictor to its objective and to the metrics. No maths of its own."""
+"""The LightningModule: wires a predictor to its objective; its test hooks hand batches to the evaluator.
+
+Training and validation steps live here; every test number (baselines, accuracies, fine-tuning,
+peers, summaries) comes from :mod:`hyperpred.evaluation`.
+"""
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from torch import Tensor
 
 from hyperpred.errors import ConfigError
-from hyperpred.evaluation.peers import run_peers
-from hyperpred.finetune import finetune_steps
-from hyperpred.lit.sampler import first_occurrences
+from hyperpred.evaluation.evaluator import Evaluator
 from hyperpred.losses import PredictionLoss, masked_weight_mse
-from hyperpred.metrics import summarize
-from hyperpred.predictors.base import build_predictor
-from hyperpred.registry import build
+from hyperpred.predictors.base import Predictor, build_predictor
+from hyperpred.registry import build, lookup
 from hyperpred.targets.base import Params, TargetFamily
 from hyperpred.tasks.base import Task
 from hyperpred.zoo.training import per_target_loss
+
+
+def feature_class(node: Any, key: str, from_file: bool) -> type | None:
+    """The class a ``features.<name>`` config names (a registered one when read from a file); None without one."""
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    if not target:
+        return None
+    return lookup("feature", target, key) if from_file else get_class(str(target))
 
 
 class WeightPredictionModule(pl.LightningModule):
@@ -80,26 +90,34 @@ class WeightPredictionModule(pl.LightningModule):
         # range of the training architectures (for loss.width_augment)
         self.register_buffer("arch_min", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
         self.register_buffer("arch_max", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
-        if self.objective.width_augment:
-            if not getattr(self.predictor, "width_agnostic", False):
-                raise ConfigError(
-                    "loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not "
-                    f"{type(self.predictor).__name__}"
-                )
-            arch_features = [
-                k for k, v in (features or {}).items() if str(v.get("_target_", "")).endswith("ArchFeature")
-            ]
-            if arch_features:
-                raise ConfigError(
-                    f"loss.width_augment=true changes the widths that features.{arch_features[0]} encodes: drop that "
-                    "feature"
-                )
+        self._check_predictor(features, from_file)
         self.test_split_names: list[str] = list(test_split_names or ["test"])
-        self._test_outputs: dict[int, list[dict[str, Tensor]]] = {}
-        self._finetune_inputs: dict[int, list[dict[str, Tensor]]] = {}
-        self.test_metrics: dict[str, float] = {}
+        self.evaluator = Evaluator(self.test_split_names, finetune)
         if stats is not None:
             self.set_normalization(stats)
+
+    def _check_predictor(self, features: dict[str, Any] | None, from_file: bool) -> None:
+        """The predictor declares its flags (:class:`Predictor`); ``loss.width_augment`` needs a width-agnostic one
+        and no feature that describes the architecture (the widths it encodes would be the zoo's, not the drawn ones).
+        """
+        if not isinstance(self.predictor, Predictor):
+            raise ConfigError(
+                f"predictor._target_ builds a {type(self.predictor).__name__}, not a "
+                "hyperpred.predictors.base.Predictor: subclass it (it declares output_space, needs_support, "
+                "width_agnostic)"
+            )
+        if not self.objective.width_augment:
+            return
+        if not self.predictor.width_agnostic:
+            raise ConfigError(
+                "loss.width_augment=true needs a width-agnostic predictor (e.g. predictor=width_agnostic), not "
+                f"{type(self.predictor).__name__}"
+            )
+        for name, node in (features or {}).items():
+            if getattr(feature_class(node, f"features.{name}._target_", from_file), "describes_architecture", False):
+                raise ConfigError(
+                    f"loss.width_augment=true changes the widths that features.{name} encodes: drop that feature"
+                )
 
     def set_normalization(self, stats: dict[str, Tensor]) -> None:
         for name in ("feature_mean", "feature_std", "param_mean", "param_std"):
@@ -107,8 +125,7 @@ class WeightPredictionModule(pl.LightningModule):
         for name in ("arch_min", "arch_max"):
             if name in stats:
                 getattr(self, name).copy_(stats[name])
-        if hasattr(self.predictor, "set_data_stats"):
-            self.predictor.set_data_stats(stats)
+        self.predictor.set_data_stats(stats)
 
     # ------------------------------------------------------------------ prediction
     def forward(
@@ -120,16 +137,14 @@ class WeightPredictionModule(pl.LightningModule):
         width-agnostic predictor can answer for another container (e.g. wider than any in training).
         """
         container = self.container if container is None else tuple(container)
-        if batch is None and (
-            getattr(self.predictor, "needs_support", False) or getattr(self.predictor, "width_agnostic", False)
-        ):
+        if batch is None and (self.predictor.needs_support or self.predictor.width_agnostic):
             raise ConfigError(
                 f"predictor {type(self.predictor).__name__} reads the batch (archs, support_x, support_y): call "
                 "module(features, batch)"
             )
         z = (features - self.feature_mean) / self.feature_std
         out = self.predictor(z, batch, container)
-        if getattr(self.predictor, "output_space", "normalized") == "raw":
+        if self.predictor.output_space == "raw":
             return out
         if container != self.container:
             raise ConfigError(
@@ -155,11 +170,6 @@ class WeightPredictionModule(pl.LightningModule):
             batch["query_x"],
             batch["query_y"],
         )
-
-    def query_accuracy(self, flat: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        """Per-target query accuracy ``[B]`` (classification tasks only)."""
-        logits = self.family.forward(self.unflatten(flat), batch["query_x"], batch["archs"])
-        return self.task.accuracy(logits, batch["query_y"], self.family.output_mask(batch["archs"], self.container))
 
     # ------------------------------------------------------------------ training
     def augmented_archs(self, archs: Tensor) -> Tensor:
@@ -197,77 +207,9 @@ class WeightPredictionModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ evaluation (hyperpred.evaluation)
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        pred = self(batch["features"], batch)
-        mean = torch.nan_to_num(batch["mean_params"], nan=0.0)
-        has_mean = torch.isfinite(batch["mean_params"]).all(1)
-        nan = torch.full_like(batch["query_loss"], float("nan"))
-        out = {
-            "pred_query_loss": self.query_loss(pred, batch),
-            "trained_query_loss": batch["query_loss"],
-            "init_query_loss": batch["init_query_loss"],
-            "zoo_mean_query_loss": torch.where(has_mean, self.query_loss(mean, batch), nan),
-            "weight_mse": masked_weight_mse(pred, batch["params"], batch["mask"]),
-            "zoo_mean_weight_mse": torch.where(has_mean, masked_weight_mse(mean, batch["params"], batch["mask"]), nan),
-            **(self._accuracies(pred, mean, has_mean, batch) if self.task.classification else {}),
-            "index": batch["index"],
-        }
-        self._test_outputs.setdefault(dataloader_idx, []).append({k: v.detach() for k, v in out.items()})
-        if self._finetune_budget():
-            keep = ("archs", "support_x", "support_y", "query_x", "query_y", "query_loss")
-            self._finetune_inputs.setdefault(dataloader_idx, []).append(
-                {"pred": pred.detach(), **{k: batch[k] for k in keep}}
-            )
-
-    def _finetune_budget(self) -> int:
-        """Adam steps allowed when fine-tuning from predictions (0: metric off)."""
-        ft = self.hparams.get("finetune") or {}
-        if not ft.get("enabled", True) or not ft.get("steps"):
-            return 0
-        return max(1, round(float(ft.get("max_factor", 1.0)) * int(ft["steps"])))
-
-    def _finetune_fraction(self, inputs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Per target: Adam steps from the prediction to the trained query loss / the zoo's steps.
-
-        Targets that do not get there within the budget count at the budget, flagged in ``finetune_reached``.
-        """
-        ft = self.hparams.finetune
-        with torch.inference_mode(False):  # Lightning tests under inference mode; fine-tuning needs autograd
-            b = {k: torch.cat([i[k] for i in inputs]).clone() for k in inputs[0]}
-            steps = self._run_finetune(b, ft)
-        reached = torch.isfinite(steps)
-        steps = torch.where(reached, steps, torch.full_like(steps, float(self._finetune_budget())))
-        return {"finetune_steps_fraction": steps / int(ft["steps"]), "finetune_reached": reached.to(steps.dtype)}
-
-    def _run_finetune(self, b: dict[str, Tensor], ft: dict[str, Any]) -> Tensor:
-        return finetune_steps(
-            self.family,
-            self.task,
-            b["pred"],
-            b["archs"],
-            self.container,
-            b["support_x"],
-            b["support_y"],
-            b["query_x"],
-            b["query_y"],
-            threshold=b["query_loss"],
-            lr=float(ft["lr"]),
-            max_steps=self._finetune_budget(),
-            batch_size=ft.get("batch_size"),
-            check_every=int(ft.get("check_every", 1)),
-            seed=int(ft.get("seed", 0)),
-        )
-
-    def _accuracies(self, pred: Tensor, mean: Tensor, has_mean: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Query accuracy of the predicted, trained, initial and zoo-mean weights, per target."""
-        nan = torch.full_like(batch["query_loss"], float("nan"))
-        return {
-            "pred_accuracy": self.query_accuracy(pred, batch),
-            "trained_accuracy": self.query_accuracy(batch["params"], batch),
-            "init_accuracy": self.query_accuracy(batch["init"], batch),
-            "zoo_mean_accuracy": torch.where(has_mean, self.query_accuracy(mean, batch), nan),
-        }
+        self.evaluator.collect(self, batch, dataloader_idx)
 
     def on_fit_start(self) -> None:
         self._fit_start = time.perf_counter()
@@ -277,27 +219,17 @@ class WeightPredictionModule(pl.LightningModule):
         self.fit_seconds = time.perf_counter() - getattr(self, "_fit_start", time.perf_counter())
 
     def on_test_epoch_start(self) -> None:
-        self._test_outputs = {}
-        self._finetune_inputs = {}
-        self.test_metrics = {}
+        self.evaluator.reset()
 
     def on_test_epoch_end(self) -> None:
-        for idx, outputs in sorted(self._test_outputs.items()):
-            per_target = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
-            if idx in self._finetune_inputs:  # per rank, before gathering: each rank fine-tunes its own targets
-                per_target.update(self._finetune_fraction(self._finetune_inputs.pop(idx)))
-            per_target = {
-                k: self.all_gather(v).flatten() if self.trainer.world_size > 1 else v for k, v in per_target.items()
-            }
-            keep = first_occurrences(
-                per_target.pop("index")
-            )  # under DDP every rank tests the whole split: count each target once
-            per_target = {k: v[keep] for k, v in per_target.items()}
-            split = self.test_split_names[idx]
-            summary = {f"{split}/{k}": v for k, v in summarize(per_target).items()}
-            summary.update(run_peers(self, split))  # peer baselines (run_config.baselines), {} when none
-            self.test_metrics.update(summary)
-            self.log_dict({k: v for k, v in summary.items() if v == v}, add_dataloader_idx=False, sync_dist=False)
+        gather = self.all_gather if self.trainer.world_size > 1 else None
+        summary = self.evaluator.finish(self, gather)
+        self.log_dict({k: v for k, v in summary.items() if v == v}, add_dataloader_idx=False, sync_dist=False)
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """``{split}/{metric}`` of the last test (empty before one)."""
+        return self.evaluator.metrics
 
     # ------------------------------------------------------------------ optimization
     def configure_optimizers(self) -> Any:

@@ -70,16 +70,6 @@ class GlobalBatchSampler(DistributedSampler):
         return -(-self.num_rows // self.batch_size)
 
 
-def first_occurrences(index: torch.Tensor) -> torch.Tensor:
-    """Positions of the first occurrence of each distinct value of ``index``, in order of position."""
-    _, inverse = torch.unique(index, return_inverse=True)
-    positions = torch.arange(len(index), device=index.device)
-    first = torch.full(
-        (int(inverse.max()) + 1 if len(index) else 0,), len(index), dtype=torch.long, device=index.device
-    )
-    return first.scatter_reduce_(0, inverse, positions, reduce="amin").sort().values
-
-
 class SequentialBatchSampler(SequentialSampler):
     """Consecutive batches of rows, always the same: for ``trainer.overfit_batches``.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,7 +21,13 @@ from hyperpred.factory import Parts
 from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.lit.module import WeightPredictionModule
 from hyperpred.run.fit import run_callbacks
-from hyperpred.utils.run import instantiate_list
+
+
+def instantiate_list(node: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` child of a group node (callbacks, loggers), skipping nulls."""
+    if not node:
+        return []
+    return [instantiate(child) for child in node.values() if child is not None and "_target_" in child]
 
 
 def plain(node: Any) -> Any:
@@ -52,16 +59,21 @@ def build_model(cfg: DictConfig, datamodule: ZooDataModule) -> WeightPredictionM
     """``instantiate(cfg.model)`` with the sizes and statistics of the data module's zoo."""
     if cfg.get("model") is None:
         raise ConfigError("config group 'model' is missing: choose one, e.g. model=default")
-    return instantiate(
-        cfg.model,
-        container=list(datamodule.zoo.container),
-        in_dim=datamodule.in_dim,
-        out_dim=datamodule.out_dim,
-        finetune=finetune_config(cfg),
-        run_config=plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
-        stats=datamodule.stats,
-        test_split_names=datamodule.test_split_names,
-    )
+    try:
+        return instantiate(
+            cfg.model,
+            container=list(datamodule.zoo.container),
+            in_dim=datamodule.in_dim,
+            out_dim=datamodule.out_dim,
+            finetune=finetune_config(cfg),
+            run_config=plain(cfg),  # lets scripts/eval.py rebuild this run's zoo and splits from the checkpoint alone
+            stats=datamodule.stats,
+            test_split_names=datamodule.test_split_names,
+        )
+    except InstantiationException as e:  # the module's own one-line ConfigError, not Hydra's wrapper around it
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> tuple[pl.Trainer, list[Any]]:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyperpred.config_schema import check_value
 from hyperpred.registry import register
 from hyperpred.targets.base import Arch, Params, TargetFamily, unit_mask
 
@@ -23,8 +24,7 @@ class ConvFamily(TargetFamily):
     fixed_fields = ("in_channels", "kernel_size")
 
     def __init__(self, image_size: int = 28) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
-            raise ValueError(f"target.family.image_size must be a positive integer, got {image_size!r}")
+        check_value("target.family.image_size", image_size)
         self.image_size = image_size
 
     def param_shapes(self, arch: Sequence[int]) -> dict[str, tuple[int, ...]]:

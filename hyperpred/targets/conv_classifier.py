@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyperpred.config_schema import check_value
 from hyperpred.registry import register
 from hyperpred.targets.base import Arch, Params, TargetFamily, unit_mask
 
@@ -28,10 +29,8 @@ class ConvClassifierFamily(TargetFamily):
     fixed_fields = ("in_channels", "kernel_size")
 
     def __init__(self, image_size: int = 8, padding: int = 1, pool: str = "mean") -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
-            raise ValueError(f"target.family.image_size must be a positive integer, got {image_size!r}")
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"target.family.padding must be an integer >= 0, got {padding!r}")
+        check_value("target.family.image_size", image_size)
+        check_value("target.family.padding", padding)
         if pool not in POOLS:
             raise ValueError(f"target.family.pool must be one of {list(POOLS)}, got {pool!r}")
         self.image_size, self.padding, self.pool = image_size, padding, pool

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from hyperpred.config_schema import require_positive_int
+from hyperpred.config_schema import check_value
 from hyperpred.errors import ConfigError
 from hyperpred.targets.base import TargetFamily
 
@@ -65,7 +65,7 @@ class Task(ABC):
 
     def __init__(self, n_support: int = 100, n_query: int = 100) -> None:
         for key, value in (("n_support", n_support), ("n_query", n_query)):
-            require_positive_int(f"task.{key}", value)
+            check_value(f"task.{key}", value)
         self.n_support = n_support
         self.n_query = n_query
 
@@ -113,6 +113,6 @@ def uniform(low: float, high: float, shape: Sequence[int], generator: torch.Gene
 
 
 def check_range(key: str, bounds: Sequence[float]) -> tuple[float, float]:
-    if len(bounds) != 2 or not float(bounds[0]) <= float(bounds[1]):
-        raise ConfigError(f"{key} must be [low, high] with low <= high, got {list(bounds)}")
+    """``(low, high)`` of a ``[low, high]`` config value, checked by the schema's rule of ``key``."""
+    check_value(key, bounds)
     return float(bounds[0]), float(bounds[1])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hyperpred.config_schema import check_value
 from hyperpred.errors import ConfigError
 from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
@@ -91,10 +92,8 @@ class DigitsTask(Task):
         classes = [int(c) for c in classes]
         if len(set(classes)) != len(classes) or len(classes) < 2 or not all(0 <= c < NUM_CLASSES for c in classes):
             raise ConfigError(f"task.classes must be at least 2 distinct digits in 0..9, got {classes}")
-        if not 0 < query_fraction < 1:
-            raise ConfigError(f"task.query_fraction must be in (0, 1), got {query_fraction!r}")
-        if not x_scale > 0:
-            raise ConfigError(f"task.x_scale must be > 0, got {x_scale!r}")
+        check_value("task.query_fraction", query_fraction)
+        check_value("task.x_scale", x_scale)
         self.classes = classes
         self.query_fraction = float(query_fraction)
         self.pool_seed = int(pool_seed)

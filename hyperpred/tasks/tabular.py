@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from hyperpred.config_schema import check_value
 from hyperpred.errors import ConfigError
 from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
@@ -63,10 +64,8 @@ class TabularTask(Task):
         pool_seed: int = 0,
     ) -> None:
         super().__init__(n_support, n_query)
-        if not 0 < feature_fraction <= 1:
-            raise ConfigError(f"task.feature_fraction must be in (0, 1], got {feature_fraction!r}")
-        if not 0 < query_fraction < 1:
-            raise ConfigError(f"task.query_fraction must be in (0, 1), got {query_fraction!r}")
+        check_value("task.feature_fraction", feature_fraction)
+        check_value("task.query_fraction", query_fraction)
         self.dataset = dataset
         self.feature_fraction = float(feature_fraction)
         self.bootstrap = bool(bootstrap)

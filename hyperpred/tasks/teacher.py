@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from hyperpred.errors import ConfigError
+from hyperpred.config_schema import check_value
 from hyperpred.registry import register
 from hyperpred.targets.base import TargetFamily
 from hyperpred.tasks.base import Task, TaskBatch, check_range, uniform
@@ -31,8 +31,7 @@ class TeacherTask(Task):
         noise_std: float = 0.0,
     ) -> None:
         super().__init__(n_support, n_query)
-        if x_dist not in ("uniform", "normal"):
-            raise ConfigError(f"task.x_dist must be 'uniform' or 'normal', got {x_dist!r}")
+        check_value("task.x_dist", x_dist)
         self.x_dist = x_dist
         self.x_range = check_range("task.x_range", x_range)
         self.teacher_scale = float(teacher_scale)

@@ -8,6 +8,7 @@ account, no network, no retry loop. The mode goes to ``wandb.init`` per run inst
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,12 @@ def record_provenance(loggers: Iterable[Any], info: dict[str, Any]) -> dict[str,
         "mode": getattr(settings, "mode", None) if settings is not None else None,
         "dir": str(getattr(run, "dir", "") or ""),
     }
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """End the wandb run of this job so that the next job of a multirun starts its own."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)

@@ -20,7 +20,7 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from hyperpred.config_schema import require_positive_int
+from hyperpred.config_schema import check_value
 from hyperpred.errors import ConfigError
 from hyperpred.io import atomic_write_json
 from hyperpred.zoo.store import MANIFEST
@@ -32,12 +32,9 @@ JOB_FILE = "zoo_job.json"
 
 def shard_slice(num_zoo_shards: int, shard_index: Any, num_jobs: Any) -> list[int]:
     """The zoo shards that job ``shard_index`` of ``num_jobs`` builds (validated, named keys)."""
-    for key, value in (("zoo.num_shards", num_jobs), ("zoo.shard_index", shard_index)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if num_jobs < 1:
-        raise ConfigError(f"zoo.num_shards must be >= 1 (the number of jobs sharing the build), got {num_jobs}")
-    if not 0 <= shard_index < num_jobs:
+    check_value("zoo.num_shards", num_jobs)
+    check_value("zoo.shard_index", shard_index)
+    if not shard_index < num_jobs:
         raise ConfigError(f"zoo.shard_index must be in [0, zoo.num_shards={num_jobs}), got {shard_index}")
     return list(range(shard_index, num_zoo_shards, num_jobs))
 
@@ -45,11 +42,11 @@ def shard_slice(num_zoo_shards: int, shard_index: Any, num_jobs: Any) -> list[in
 def job_threads(cfg: DictConfig) -> int | None:
     """Torch threads of a build job: ``num_threads`` if set, 1 per job under submitit's local
     executor (parallel jobs on one machine), else torch's default. The rule of
-    ``hyperpred.utils.run.resolve_num_threads`` for the cases a build job meets, without
+    ``hyperpred.run.threads.resolve_num_threads`` for the cases a build job meets, without
     importing Lightning (seconds per job) for it."""
     n = cfg.get("num_threads")
     if n:
-        require_positive_int("num_threads", n, nullable=True)
+        check_value("num_threads", n)
         return n
     return 1 if os.environ.get("SUBMITIT_EXECUTOR") == "local" else None
 

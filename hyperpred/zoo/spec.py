@@ -12,8 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hyperpred.config_schema import require_positive_int
-from hyperpred.errors import ConfigError
+from hyperpred.config_schema import check_value
 
 #: Bump when the on-disk layout, the meaning of a stored tensor, or any kernel's float32 arithmetic
 #: changes (a zoo built before would differ in its last bits from a fresh one under the same key).
@@ -21,7 +20,6 @@ from hyperpred.errors import ConfigError
 #: 4: its first layer is one fused multiply-add (addcmul), as the BLAS's k=1 GEMM on AVX2/AVX-512.
 #: 5: ModuleFamily/target=sequential chains of Linear layers train with the closed-form ``chain`` kernel.
 FORMAT_VERSION = 5
-INIT_MODES = ("shared", "random")
 
 
 @dataclass(frozen=True)
@@ -33,11 +31,9 @@ class TrainRecipe:
     batch_size: int | None = None  # None = full batch over the support set
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ConfigError(f"zoo.steps must be an integer >= 0, got {self.steps!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"zoo.lr must be > 0, got {self.lr!r}")
-        require_positive_int("zoo.batch_size", self.batch_size, nullable=True)
+        check_value("zoo.steps", self.steps)
+        check_value("zoo.lr", self.lr)
+        check_value("zoo.batch_size", self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -55,12 +51,9 @@ class ZooSpec:
     recipe: TrainRecipe = field(default_factory=TrainRecipe)
 
     def __post_init__(self) -> None:
-        for key in ("num_targets", "shard_size"):
-            require_positive_int(f"zoo.{key}", getattr(self, key))
-        if self.init not in INIT_MODES:
-            raise ConfigError(f"zoo.init must be one of {list(INIT_MODES)}, got {self.init!r}")
-        if not self.archs:
-            raise ConfigError("target.archs is empty: a zoo needs at least one architecture")
+        for key in ("num_targets", "shard_size", "init"):
+            check_value(f"zoo.{key}", getattr(self, key))
+        check_value("target.archs", self.archs)
 
     @property
     def num_shards(self) -> int:

@@ -20,13 +20,13 @@ from hyperpred.errors import ConfigError
 from hyperpred.evaluation.peers.cnp import CNP, cnp_query_loss, train_cnp
 from hyperpred.evaluation.peers.curves import finetune_curve
 from hyperpred.evaluation.peers.episodes import EpisodeSource
-from hyperpred.evaluation.peers.figures import curve_plot, memorization_plot
 from hyperpred.evaluation.peers.maml import MAML, MAMLConfig
 from hyperpred.evaluation.peers.memorization import function_distances, memorization_summary
 from hyperpred.evaluation.peers.nearest import nearest_by_features, nearest_by_function
 from hyperpred.evaluation.peers.nets import FamilyNet, build_net
 from hyperpred.metrics import best_seconds
 from hyperpred.peer_config import KNOWN
+from hyperpred.plots import curve_plot, memorization_plot
 from hyperpred.zoo.training import per_target_loss
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from a target's init it retraces the zoo's run exactly and the comparison is lik
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,8 +40,8 @@ def finetune_steps(
     check_every: int = 1,
     seed: int = 0,
 ) -> Tensor:
-    """``[B]`` first step at which each target's query loss ≤ ``threshold`` (0: already there; inf: not within "
-        "``max_steps``).
+    """``[B]`` first step at which each target's query loss ≤ ``threshold`` (0: already there; inf: not
+    within ``max_steps``).
 
     The query loss is checked every ``check_every`` steps (and at the last): a count is a multiple
     of it and never lower than the exact one (a dip below the threshold between two checks that
@@ -73,3 +74,63 @@ def finetune_steps(
             if (step % check_every == 0 or step == max_steps) and check(params, step):
                 break
     return steps
+
+
+class FinetuneFraction:
+    """The ``finetune_steps_fraction`` test metric of a run: its budget, its inputs per split, its per-target values.
+
+    ``cfg`` holds the zoo's recipe (``lr``, ``steps``, ``batch_size``) and ``finetune.*`` (``enabled``,
+    ``max_factor``, ``check_every``, ``seed``); the metric is off without ``steps`` or with ``enabled: false``.
+    """
+
+    #: The batch entries fine-tuning reads (the prediction is kept next to them).
+    KEEP = ("archs", "support_x", "support_y", "query_x", "query_y", "query_loss")
+
+    def __init__(self, cfg: dict[str, Any] | None) -> None:
+        self.cfg = dict(cfg or {})
+        self.inputs: dict[int, list[dict[str, Tensor]]] = {}
+
+    def budget(self) -> int:
+        """Adam steps allowed when fine-tuning from predictions (0: metric off)."""
+        ft = self.cfg
+        if not ft.get("enabled", True) or not ft.get("steps"):
+            return 0
+        return max(1, round(float(ft.get("max_factor", 1.0)) * int(ft["steps"])))
+
+    def collect(self, idx: int, pred: Tensor, batch: dict[str, Tensor]) -> None:
+        """Keep one test batch of split ``idx`` (nothing when the metric is off)."""
+        if self.budget():
+            self.inputs.setdefault(idx, []).append({"pred": pred.detach(), **{k: batch[k] for k in self.KEEP}})
+
+    def per_target(self, idx: int, family: TargetFamily, task: Task, container: Sequence[int]) -> dict[str, Tensor]:
+        """Per target of split ``idx``: Adam steps from the prediction to the trained query loss / the zoo's steps.
+
+        Targets that do not get there within the budget count at the budget, flagged in ``finetune_reached``.
+        {} when nothing was collected for the split.
+        """
+        inputs = self.inputs.pop(idx, None)
+        if not inputs:
+            return {}
+        ft = self.cfg
+        with torch.inference_mode(False):  # Lightning tests under inference mode; fine-tuning needs autograd
+            b = {k: torch.cat([i[k] for i in inputs]).clone() for k in inputs[0]}
+            steps = finetune_steps(
+                family,
+                task,
+                b["pred"],
+                b["archs"],
+                container,
+                b["support_x"],
+                b["support_y"],
+                b["query_x"],
+                b["query_y"],
+                threshold=b["query_loss"],
+                lr=float(ft["lr"]),
+                max_steps=self.budget(),
+                batch_size=ft.get("batch_size"),
+                check_every=int(ft.get("check_every", 1)),
+                seed=int(ft.get("seed", 0)),
+            )
+        reached = torch.isfinite(steps)
+        steps = torch.where(reached, steps, torch.full_like(steps, float(self.budget())))
+        return {"finetune_steps_fraction": steps / int(ft["steps"]), "finetune_reached": reached.to(steps.dtype)}
