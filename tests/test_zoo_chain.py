@@ -119,6 +119,12 @@ def bias_free(width: int) -> nn.Sequential:
     )
 
 
+def shared(width: int) -> nn.Sequential:
+    """One Linear applied twice: ``named_children`` lists it once, so it must not pass for a 2-layer chain."""
+    square = nn.Linear(width, width)
+    return nn.Sequential(nn.Linear(3, width), square, nn.ReLU(), square, nn.Linear(width, 3))
+
+
 class NotAChain(nn.Module):
     """Linear layers and activations, but its own forward (a skip connection): the order is not the module list."""
 
@@ -143,10 +149,11 @@ def test_module_family_chain_without_bias_is_exact():
     "family",
     [
         ModuleFamily(NotAChain, ["width"], [3]),
+        ModuleFamily(shared, ["width"], [3]),
         SequentialFamily([{"linear": "h"}, "layernorm", "relu", {"linear": 1}], [1]),
         SequentialFamily([{"conv2d": "c", "kernel_size": 3}, "relu", "flatten", {"linear": 2}], [1, 4, 4]),
     ],
-    ids=["own-forward", "layernorm", "conv"],
+    ids=["own-forward", "shared-layer", "layernorm", "conv"],
 )
 def test_anything_else_falls_back_to_the_module_kernel(family):
     container = family.container([(3,)])

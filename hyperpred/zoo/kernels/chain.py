@@ -129,8 +129,11 @@ def _leaves(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
     """The layers a plain ``nn.Sequential`` runs, in order (nested Sequentials opened), or None."""
     if type(module).forward is not nn.Sequential.forward:
         return None
+    children = list(module.named_children())
+    if len(children) != len(module):  # one module at two places: named_children lists it once
+        return None
     out: list[tuple[str, nn.Module]] = []
-    for name, child in module.named_children():
+    for name, child in children:
         if isinstance(child, nn.Sequential):
             inner = _leaves(child)
             if inner is None:
@@ -158,14 +161,18 @@ def linear_chain(family: TargetFamily, container: Sequence[int]) -> list[ChainLa
     layers: list[ChainLayer] = []
     for name, layer in leaves:
         if type(layer) is nn.Linear:
-            bias = offsets[f"{name}.bias"] if layer.bias is not None else None
-            layers.append(ChainLayer(layer.in_features, layer.out_features, offsets[f"{name}.weight"], bias))
+            names = [f"{name}.weight"] + ([f"{name}.bias"] if layer.bias is not None else [])
+            if any(n not in offsets for n in names):  # a parameter tied to another layer's
+                return None
+            bias = offsets[names[1]] if layer.bias is not None else None
+            layers.append(ChainLayer(layer.in_features, layer.out_features, offsets[names[0]], bias))
             continue
         act = _activation(layer)
         if act is None or not layers or any(True for _ in layer.parameters()):
             return None  # another layer, or an activation before the first Linear
         layers[-1].acts.append(act)
-    return layers or None
+    covered = sum(a.width * (a.fan_in + (a.bias is not None)) for a in layers)
+    return layers if layers and covered == start else None  # every parameter is some layer's
 
 
 class ChainKernel(Kernel):
