@@ -76,7 +76,7 @@ class TrainedPredictor:
             )
         self.oracle_features = [name for name, f in self.features.features.items() if f.is_oracle]
         #: a width-agnostic predictor also answers for architectures wider than the training container
-        self.width_agnostic = bool(getattr(module.predictor, "width_agnostic", False))
+        self.width_agnostic = bool(module.predictor.width_agnostic)
 
     @property
     def device(self) -> torch.device:

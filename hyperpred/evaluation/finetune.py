@@ -63,7 +63,7 @@ def finetune_steps(
             return steps
         batch = batch_size if batch_size is not None and batch_size < n else None
         recipe = TrainRecipe(steps=max_steps, lr=lr, batch_size=batch)
-        kernel = select_kernel(family, task, recipe, flat.device)(
+        kernel = select_kernel(family, task, recipe, flat.device, container=container)(
             family, task, archs, container, support_x, support_y, batch
         )
         adam, grad = BatchedAdam(params, lr), torch.empty_like(params)
