@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -13,6 +14,7 @@ from hyperpred.errors import ConfigError
 from hyperpred.evaluate import print_accuracy_and_timing
 from hyperpred.extras import check_before_run
 from hyperpred.factory import build_parts
+from hyperpred.lit.datamodule import ZooDataModule
 from hyperpred.plots import prediction_grids, weight_histograms
 from hyperpred.run.build import build_datamodule, build_model, build_trainer, plain
 from hyperpred.run.checkpoint import check_resume_checkpoint, read_identity
@@ -55,16 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg, parts, "fit")
     module = build_model(cfg, datamodule)
 
-    zoo_info = {
-        "key": datamodule.zoo.key,
-        "content_hash": zoo_content_hash(datamodule.zoo.manifest),
-        "folder": str(datamodule.zoo.folder),
-        "num_targets": len(datamodule.zoo),
-        "loaded_from_cache": datamodule.build_stats.loaded_from_cache,
-        "targets_trained": datamodule.build_stats.targets_trained,
-        "seconds": round(datamodule.build_stats.seconds, 3),
-        "num_diverged": datamodule.zoo.manifest.get("num_diverged", 0),
-    }
+    zoo_info = describe_zoo(datamodule)
     info = write_run_info(
         output_dir,
         cfg,
@@ -96,17 +89,43 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["zoo/seconds"] = zoo_info["seconds"]
         metrics["zoo/targets_trained"] = float(zoo_info["targets_trained"])
         if trainer.is_global_zero:
-            path = write_metrics(output_dir, metrics)
-            print_metrics_table(metrics, datamodule.test_split_names)
-            print_accuracy_and_timing(metrics, datamodule.test_split_names)
-            log.info("Metrics written to %s", path)
-            if not trainer.fast_dev_run:
-                weight_histograms(
-                    module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png"
-                )
-                prediction_grids(module, datamodule.splits, output_dir / PLOTS_DIR)
-                log_images(loggers, run_images(output_dir), output_dir)
+            write_outputs(output_dir, metrics, trainer, module, datamodule, loggers)
         exit_code = 0
     finally:
         finish_wandb(exit_code)
     return metrics
+
+
+def describe_zoo(datamodule: ZooDataModule) -> dict[str, Any]:
+    """The zoo's identity and build cost, as run.json and metrics.json record them."""
+    zoo, stats = datamodule.zoo, datamodule.build_stats
+    return {
+        "key": zoo.key,
+        "content_hash": zoo_content_hash(zoo.manifest),
+        "folder": str(zoo.folder),
+        "num_targets": len(zoo),
+        "loaded_from_cache": stats.loaded_from_cache,
+        "targets_trained": stats.targets_trained,
+        "seconds": round(stats.seconds, 3),
+        "num_diverged": zoo.manifest.get("num_diverged", 0),
+    }
+
+
+def write_outputs(
+    output_dir: Path,
+    metrics: dict[str, float],
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    datamodule: ZooDataModule,
+    loggers: list[Any],
+) -> None:
+    """metrics.json, the printed tables and (except under fast_dev_run) the plots: rank zero only."""
+    path = write_metrics(output_dir, metrics)
+    print_metrics_table(metrics, datamodule.test_split_names)
+    print_accuracy_and_timing(metrics, datamodule.test_split_names)
+    log.info("Metrics written to %s", path)
+    if trainer.fast_dev_run:
+        return
+    weight_histograms(module, datamodule.splits.get("test"), output_dir / PLOTS_DIR / "weight_histograms.png")
+    prediction_grids(module, datamodule.splits, output_dir / PLOTS_DIR)
+    log_images(loggers, run_images(output_dir), output_dir)
