@@ -161,6 +161,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     module = predictor.module
     module.test_split_names = wanted
+    module.evaluator.by_arch = bool(cfg.get("by_arch", False))
     batch_size = int(cfg.get("batch_size") or run_cfg.data.batch_size)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     trainer.test(module, dataloaders=[_loader(datamodule.splits[s], batch_size) for s in wanted], verbose=False)

@@ -107,3 +107,23 @@ def test_eval_script_reproduces_the_training_runs_test_metrics(linear_ckpt, tmp_
         assert metrics[key] == pytest.approx(trained[key], rel=1e-5), key
     assert metrics["test/predict_seconds"] > 0 and metrics["test/train_seconds"] > 0
     assert "[test] accuracy pred" in proc.stdout
+
+
+def test_eval_script_scores_every_split_under_its_own_name_and_by_architecture(linear_ckpt, tmp_path):
+    """split=all keys each split's metrics by that split (the evaluator follows the names eval.py sets)."""
+    run = linear_ckpt.parent.parent
+    best = linear_ckpt.parent / "best.ckpt"
+    cache = f"paths.cache_dir={run.parent / 'cache'}"
+    proc = run_script("eval.py", f"ckpt_path={best}", cache, "split=all", "by_arch=true", "timing=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (tmp_path / "outputs" / "runs" / "eval").glob("*/metrics.json")
+    metrics, trained = json.loads(path.read_text()), json.loads((run / "metrics.json").read_text())
+    splits = {key.split("/")[0] for key in metrics}
+    assert {"train", "val", "test"} <= splits
+    assert metrics["test/pred_query_loss"] == pytest.approx(trained["test/pred_query_loss"], rel=1e-5)
+    assert metrics["train/num_tasks"] > metrics["test/num_tasks"]  # not the test split under another name
+    for split in ("train", "test"):
+        per_arch = {k: v for k, v in metrics.items() if k.startswith(f"{split}/arch=") and k.endswith("/num_tasks")}
+        assert per_arch and sum(per_arch.values()) == metrics[f"{split}/num_tasks"]
+        for key in per_arch:
+            assert metrics[key.replace("/num_tasks", "/pred_query_loss_median")] > 0

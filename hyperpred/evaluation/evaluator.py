@@ -37,8 +37,8 @@ def gather_once(per_target: dict[str, Tensor], gather: Callable[[Tensor], Tensor
     rows hold each target once per rank; keeping the first occurrence of each index leaves one copy,
     and stays right should a loader ever shard or pad a test split.
     """
-    if gather is not None:
-        per_target = {k: gather(v).flatten() for k, v in per_target.items()}
+    if gather is not None:  # [world, rows, ...] -> [world * rows, ...]
+        per_target = {k: gather(v).flatten(0, 1) for k, v in per_target.items()}
     keep = first_occurrences(per_target.pop("index"))
     return {k: v[keep] for k, v in per_target.items()}
 
@@ -55,6 +55,8 @@ class Evaluator:
         self, split_names: Sequence[str], finetune: dict[str, Any] | None, baselines: Sequence[Baseline] = BUILTIN
     ) -> None:
         self.split_names = list(split_names)
+        #: also summarize each distinct architecture of a split (``{split}/arch=<fields>/<metric>``)
+        self.by_arch = False
         self.baselines = tuple(baselines)
         self.finetune = FinetuneFraction(finetune)
         self.outputs: dict[int, list[dict[str, Tensor]]] = {}
@@ -76,6 +78,8 @@ class Evaluator:
         for baseline in self.baselines:
             out.update(baseline.per_target(tb))
         out["index"] = batch["index"]
+        if self.by_arch:
+            out["archs"] = batch["archs"]
         self.outputs.setdefault(idx, []).append({k: v.detach() for k, v in out.items()})
         self.finetune.collect(idx, pred, batch)
 
@@ -87,7 +91,10 @@ class Evaluator:
             per_target.update(self.finetune.per_target(idx, module.family, module.task, module.container))
             per_target = gather_once(per_target, gather)
             split = self.split_names[idx]
+            archs = per_target.pop("archs", None)
             summary = {f"{split}/{k}": v for k, v in summarize(per_target).items()}
+            if archs is not None:
+                summary.update(summarize_by_arch(split, per_target, archs))
             summary.update(run_peers(module, split))  # peer baselines (run_config.baselines), {} when none
             self.metrics.update(summary)
         return dict(self.metrics)
@@ -98,3 +105,19 @@ def query_accuracy(module: Any, flat: Tensor, batch: dict[str, Tensor]) -> Tenso
     family, container = module.family, module.container
     logits = family.forward(family.unflatten(flat, container), batch["query_x"], batch["archs"])
     return module.task.accuracy(logits, batch["query_y"], family.output_mask(batch["archs"], container))
+
+
+def summarize_by_arch(split: str, per_target: dict[str, Tensor], archs: Tensor) -> dict[str, float]:
+    """The split's summary per distinct architecture, plus the medians of every query loss.
+
+    Medians next to the means because a few poorly converged trained targets dominate a mean.
+    """
+    out: dict[str, float] = {}
+    for arch in torch.unique(archs, dim=0):
+        rows = (archs == arch).all(dim=1)
+        part = {k: v[rows] for k, v in per_target.items()}
+        name = f"{split}/arch={'-'.join(str(int(a)) for a in arch)}"
+        out.update({f"{name}/{k}": v for k, v in summarize(part).items()})
+        losses = {k: v for k, v in part.items() if k.endswith("_query_loss")}
+        out.update({f"{name}/{k}_median": v.nanmedian().item() for k, v in losses.items()})
+    return out

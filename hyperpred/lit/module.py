@@ -91,8 +91,7 @@ class WeightPredictionModule(pl.LightningModule):
         self.register_buffer("arch_min", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
         self.register_buffer("arch_max", torch.zeros(len(self.family.arch_fields), dtype=torch.long))
         self._check_predictor(features, from_file)
-        self.test_split_names: list[str] = list(test_split_names or ["test"])
-        self.evaluator = Evaluator(self.test_split_names, finetune)
+        self.evaluator = Evaluator(list(test_split_names or ["test"]), finetune)
         if stats is not None:
             self.set_normalization(stats)
 
@@ -152,6 +151,15 @@ class WeightPredictionModule(pl.LightningModule):
                 f"not {container}; use a width-agnostic predictor"
             )
         return self.param_mean + self.param_std * out
+
+    @property
+    def test_split_names(self) -> list[str]:
+        """Names of the test dataloaders in order; the evaluator keys its metrics by them."""
+        return self.evaluator.split_names
+
+    @test_split_names.setter
+    def test_split_names(self, names: list[str]) -> None:  # scripts/eval.py tests other splits than training did
+        self.evaluator.split_names = list(names)
 
     def predict(self, batch: dict[str, Tensor], container: tuple[int, ...] | None = None) -> Tensor:
         """Flat parameters for a batch dict (``features``, ``archs``, ``support_x``, ``support_y``)."""
